@@ -1,0 +1,39 @@
+# The README's commands. `make serve` and `make test` do all the set-up themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIND ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test lint format clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+var/secret_key:
+	mkdir -p var
+	$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+	chmod 600 $@
+
+# Start the server on the embedded default (SQLite, in-memory channel layer).
+serve: $(VENV)/.installed var/secret_key
+	SECRET_KEY=$$(cat var/secret_key) $(PY) manage.py migrate --noinput
+	SECRET_KEY=$$(cat var/secret_key) $(PY) manage.py dev_token --port $(PORT)
+	SECRET_KEY=$$(cat var/secret_key) $(PY) manage.py serve --bind $(BIND) --port $(PORT)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var db.sqlite3 .pytest_cache .ruff_cache

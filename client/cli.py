@@ -1,0 +1,65 @@
+"""``python -m client``: expose a local HTTP server through a Luminet server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
+from .session import AuthFailed, TunnelError, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m client",
+        description="Expose a local HTTP server at a public URL through a Luminet server.",
+    )
+    parser.add_argument("--port", type=int, required=True, help="local port to forward to")
+    parser.add_argument("--host", help="local host to forward to (default: localhost)")
+    parser.add_argument(
+        "--server",
+        help="Luminet server URL, e.g. https://tunnel.example.com "
+        "(default: $TUNNEL_SERVER, ~/.tunnel/config, or ws://localhost:8000/tunnel)",
+    )
+    parser.add_argument("--token", help="access token (default: $TUNNEL_TOKEN or ~/.tunnel/config)")
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"requests served at once (default: {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log protocol details")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace", line_buffering=True)
+    try:
+        config = resolve(
+            port=args.port,
+            host=args.host,
+            server=args.server,
+            token=args.token,
+            max_concurrency=args.max_concurrency,
+            environ=environment(),
+        )
+        run(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except AuthFailed as exc:
+        print(f"error: the server refused the tunnel: {exc}", file=sys.stderr)
+        return 3
+    except TunnelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,396 @@
+"""The Luminet wire protocol: every message, frame layout and limit, with no I/O.
+
+Both sides import this module (the server as ``client.protocol``); a JSON key or
+frame-header layout written anywhere else is a bug. ``docs/protocol.md`` is the
+prose version of this file.
+
+Control messages travel as WebSocket text frames holding one JSON object with a
+``type`` key. Body bytes travel as WebSocket binary frames::
+
+    +--------+--------+----------------+----------------------+
+    | kind:1 | flags:1| stream id:4 BE | payload (<= CHUNK)   |
+    +--------+--------+----------------+----------------------+
+
+Every stream-scoped message, text or binary, names its stream, so many requests
+share one tunnel. Streams are opened by the server with ``request``; the sender
+of body chunks may have at most ``WINDOW_CHUNKS`` chunks unacknowledged per
+stream, and the receiver hands credit back with ``window`` as it consumes them.
+
+Decoding raises only :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+#: Body bytes per binary frame: well under daphne's 1 MiB WebSocket message cap.
+CHUNK_SIZE = 64 * 1024
+#: Unacknowledged chunks per stream and direction: bounds memory at 4 x 64 KiB per
+#: stream per hop, and keeps channel-layer queues far below their capacity.
+WINDOW_CHUNKS = 4
+#: Largest text frame we accept: generous for headers, small enough to refuse abuse.
+MAX_CONTROL_BYTES = 256 * 1024
+#: Total bytes of header names and values in one request or response.
+MAX_HEADER_BYTES = 128 * 1024
+MAX_HEADER_COUNT = 500
+MAX_PATH_BYTES = 16 * 1024
+#: Seconds a new tunnel WebSocket has to send ``auth`` before it is closed.
+AUTH_TIMEOUT = 5.0
+#: Largest stream id; ids are assigned by the server from 1 upwards.
+MAX_STREAM_ID = 2**32 - 1
+
+#: Generated subdomains: this many characters from SUBDOMAIN_ALPHABET.
+SUBDOMAIN_LENGTH = 6
+SUBDOMAIN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+SUBDOMAIN_RE = re.compile(rf"[a-z0-9]{{{SUBDOMAIN_LENGTH}}}")
+
+# WebSocket close codes the server uses (4000-4999 is the application range).
+CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_AUTH_FAILED = 4401
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_SUBDOMAIN_LOST = 4409
+
+# Binary frame layout.
+FRAME_HEADER = struct.Struct(">BBI")
+FRAME_DATA = 0x01
+FLAG_END_STREAM = 0x01
+
+# RFC 9110 section 5.6.2: token = 1*tchar.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 section 5.5: field values are visible characters, spaces and tabs,
+# plus obs-text (bytes 0x80-0xFF, carried here as latin-1 code points).
+_FIELD_VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# Origin-form request target: visible ASCII only, no spaces or controls.
+_PATH_RE = re.compile(r"/[\x21-\x7e]*")
+
+
+class ProtocolError(Exception):
+    """A peer sent something this protocol does not allow."""
+
+
+Headers = list[tuple[str, str]]
+"""Header lines in order, names and values as latin-1 text (bytes 0-255 kept)."""
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Client -> server, first message: present a token, maybe ask for a subdomain back."""
+
+    token: str
+    subdomain: str | None = None
+    version: int = PROTOCOL_VERSION
+
+    def __repr__(self) -> str:  # the token must never reach a log line
+        return f"Auth(subdomain={self.subdomain!r}, version={self.version})"
+
+
+@dataclass(frozen=True)
+class AuthOk:
+    """Server -> client: the tunnel is live at ``url``."""
+
+    subdomain: str
+    url: str
+
+
+@dataclass(frozen=True)
+class AuthError:
+    """Server -> client: authentication failed; the server closes the socket next."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """Server -> client: open stream ``stream`` with this request head.
+
+    ``body`` says whether DATA frames follow (the last one flagged END_STREAM).
+    """
+
+    stream: int
+    method: str
+    path: str
+    headers: Headers = field(default_factory=list)
+    body: bool = False
+
+
+@dataclass(frozen=True)
+class Response:
+    """Client -> server: the local server's response head for ``stream``."""
+
+    stream: int
+    status: int
+    headers: Headers = field(default_factory=list)
+    body: bool = False
+
+
+@dataclass(frozen=True)
+class Window:
+    """Either way: the receiver consumed ``chunks`` more chunks of ``stream``."""
+
+    stream: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """Client -> server: ``stream`` failed on the local side.
+
+    Before a ``response`` the public client gets a 502 with ``message``; after it,
+    the public response is aborted.
+    """
+
+    stream: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Server -> client: the public side of ``stream`` went away; stop work on it."""
+
+    stream: int
+
+
+@dataclass(frozen=True)
+class Data:
+    """Either way, as a binary frame: body bytes of ``stream``."""
+
+    stream: int
+    payload: bytes
+    end: bool = False
+
+
+ControlMessage = Auth | AuthOk | AuthError | Request | Response | Window | StreamError | Cancel
+Message = ControlMessage | Data
+
+_TYPE_NAMES: dict[type, str] = {
+    Auth: "auth",
+    AuthOk: "auth_ok",
+    AuthError: "auth_error",
+    Request: "request",
+    Response: "response",
+    Window: "window",
+    StreamError: "error",
+    Cancel: "cancel",
+}
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+def encode(message: ControlMessage) -> str:
+    """Return the text frame for a control message."""
+    body: dict[str, Any] = {"type": _TYPE_NAMES[type(message)]}
+    body.update(message.__dict__)
+    if "headers" in body:
+        body["headers"] = [list(pair) for pair in body["headers"]]
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True)
+
+
+def encode_data(message: Data) -> bytes:
+    """Return the binary frame for a chunk of body bytes."""
+    flags = FLAG_END_STREAM if message.end else 0
+    return FRAME_HEADER.pack(FRAME_DATA, flags, message.stream) + message.payload
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def decode_data(frame: bytes) -> Data:
+    """Parse a binary frame."""
+    if len(frame) < FRAME_HEADER.size:
+        raise ProtocolError("binary frame shorter than its header")
+    kind, flags, stream = FRAME_HEADER.unpack_from(frame)
+    if kind != FRAME_DATA:
+        raise ProtocolError(f"unknown binary frame kind {kind}")
+    if flags & ~FLAG_END_STREAM:
+        raise ProtocolError(f"unknown frame flags {flags:#x}")
+    if len(frame) - FRAME_HEADER.size > CHUNK_SIZE:
+        raise ProtocolError("chunk larger than CHUNK_SIZE")
+    _check_stream(stream)
+    return Data(stream, bytes(frame[FRAME_HEADER.size :]), bool(flags & FLAG_END_STREAM))
+
+
+def decode(text: str | bytes) -> ControlMessage:
+    """Parse a text frame into a control message."""
+    if len(text) > MAX_CONTROL_BYTES:
+        raise ProtocolError("control message too large")
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("control message is not valid JSON") from exc
+    if not isinstance(raw, dict):
+        raise ProtocolError("control message is not a JSON object")
+    kind = raw.get("type")
+    match kind:
+        case "auth":
+            version = _int(raw, "version", default=PROTOCOL_VERSION)
+            if version != PROTOCOL_VERSION:
+                raise ProtocolError(f"unsupported protocol version {version}")
+            token = _str(raw, "token")
+            subdomain = _optional_str(raw, "subdomain")
+            if subdomain is not None and not SUBDOMAIN_RE.fullmatch(subdomain):
+                raise ProtocolError("requested subdomain is not a valid subdomain")
+            return Auth(token=token, subdomain=subdomain, version=version)
+        case "auth_ok":
+            return AuthOk(subdomain=_str(raw, "subdomain"), url=_str(raw, "url"))
+        case "auth_error":
+            return AuthError(message=_str(raw, "message"))
+        case "request":
+            method = _str(raw, "method")
+            path = _str(raw, "path")
+            validate_target(method, path)
+            return Request(
+                stream=_stream(raw),
+                method=method,
+                path=path,
+                headers=_headers(raw),
+                body=_bool(raw, "body"),
+            )
+        case "response":
+            status = _int(raw, "status")
+            # 1xx heads are interim: the client consumes them, only final ones travel.
+            if not 200 <= status <= 599:
+                raise ProtocolError("response status out of range")
+            return Response(
+                stream=_stream(raw), status=status, headers=_headers(raw), body=_bool(raw, "body")
+            )
+        case "window":
+            chunks = _int(raw, "chunks")
+            if not 1 <= chunks <= WINDOW_CHUNKS:
+                raise ProtocolError("window increment out of range")
+            return Window(stream=_stream(raw), chunks=chunks)
+        case "error":
+            return StreamError(stream=_stream(raw), message=_str(raw, "message")[:500])
+        case "cancel":
+            return Cancel(stream=_stream(raw))
+        case _:
+            raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def validate_target(method: str, path: str) -> None:
+    """Check a method and an origin-form request target (RFC 9112 section 3.2.1).
+
+    A target that is not origin-form (an absolute URL, ``host:port``) is refused, so
+    nothing sent over the tunnel can name another host to the client.
+    """
+    if not _TOKEN_RE.fullmatch(method):
+        raise ProtocolError("request method is not a valid token")
+    if len(path) > MAX_PATH_BYTES:
+        raise ProtocolError("request path too long")
+    if not (_PATH_RE.fullmatch(path) or (path == "*" and method == "OPTIONS")):
+        raise ProtocolError("request path is not an origin-form target")
+
+
+def validate_headers(headers: Any) -> Headers:
+    """Check a header list as it would arrive in a message and return it as tuples."""
+    if not isinstance(headers, list) or len(headers) > MAX_HEADER_COUNT:
+        raise ProtocolError("headers must be a list of at most MAX_HEADER_COUNT pairs")
+    result: Headers = []
+    total = 0
+    for pair in headers:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise ProtocolError("each header must be a [name, value] pair")
+        name, value = pair
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise ProtocolError("header names and values must be strings")
+        if not _TOKEN_RE.fullmatch(name):
+            raise ProtocolError("header name is not a valid token")
+        if not _FIELD_VALUE_RE.fullmatch(value):
+            raise ProtocolError(f"header {name!r} has a forbidden character")
+        total += len(name) + len(value)
+        result.append((name, value))
+    if total > MAX_HEADER_BYTES:
+        raise ProtocolError("headers too large")
+    return result
+
+
+def _headers(raw: dict[str, Any]) -> Headers:
+    return validate_headers(raw.get("headers", []))
+
+
+def _stream(raw: dict[str, Any]) -> int:
+    stream = _int(raw, "stream")
+    _check_stream(stream)
+    return stream
+
+
+def _check_stream(stream: int) -> None:
+    if not 1 <= stream <= MAX_STREAM_ID:
+        raise ProtocolError("stream id out of range")
+
+
+def _str(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"{key!r} must be a string")
+    return value
+
+
+def _optional_str(raw: dict[str, Any], key: str) -> str | None:
+    if raw.get(key) is None:
+        return None
+    return _str(raw, key)
+
+
+def _int(raw: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = raw.get(key, default)
+    # bool is an int subclass; true is not a status code.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError(f"{key!r} must be an integer")
+    return value
+
+
+def _bool(raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{key!r} must be a boolean")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Headers shared by both sides
+
+#: Hop-by-hop fields (RFC 9110 section 7.6.1): they describe one connection, so a
+#: proxy neither forwards nor copies them. Framing is redone on each hop.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """Drop hop-by-hop fields, including any a ``Connection`` header names."""
+    named = set(HOP_BY_HOP)
+    for name, value in headers:
+        if name.lower() == "connection":
+            named.update(part.strip().lower() for part in value.split(","))
+    return [(name, value) for name, value in headers if name.lower() not in named]
+
+
+def header_values(headers: Headers, name: str) -> list[str]:
+    """Return every value of ``name`` (case-insensitive), in order."""
+    wanted = name.lower()
+    return [value for key, value in headers if key.lower() == wanted]
+
+
+def is_chunked(headers: Headers) -> bool:
+    """Tell whether a message's framing is chunked transfer coding (RFC 9112 section 6.1)."""
+    codings = ",".join(header_values(headers, "transfer-encoding"))
+    return "chunked" in [part.strip().lower() for part in codings.split(",")]

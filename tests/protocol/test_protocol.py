@@ -1,0 +1,191 @@
+"""The wire protocol, bytes in and messages out: no Django, no network."""
+
+import json
+
+import pytest
+
+from client import protocol
+from client.protocol import ProtocolError
+
+
+def roundtrip(message):
+    return protocol.decode(protocol.encode(message))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        protocol.Auth(token="lmn_x", subdomain="abc123"),
+        protocol.Auth(token="lmn_x"),
+        protocol.AuthOk(subdomain="abc123", url="https://abc123.example.com"),
+        protocol.AuthError(message="invalid token"),
+        protocol.Request(
+            stream=7,
+            method="POST",
+            path="/a%2Fb?x=1&y=%20",
+            headers=[("host", "abc123.example.com"), ("x-bin", "caf\xe9\xff")],
+            body=True,
+        ),
+        protocol.Response(
+            stream=7, status=418, headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+        ),
+        protocol.Window(stream=1, chunks=protocol.WINDOW_CHUNKS),
+        protocol.StreamError(stream=3, message="connection refused"),
+        protocol.Cancel(stream=2**32 - 1),
+    ],
+)
+def test_control_messages_roundtrip(message):
+    """Every control message decodes to what was encoded."""
+    assert roundtrip(message) == message
+
+
+def test_header_bytes_survive_as_latin1():
+    """Header values keep every byte 0x80-0xFF through JSON."""
+    value = "".join(chr(b) for b in range(0x80, 0x100))
+    message = protocol.Response(stream=1, status=200, headers=[("x-raw", value)])
+    assert roundtrip(message).headers == [("x-raw", value)]
+
+
+def test_repeated_headers_keep_order():
+    """Repeated header lines stay separate and in order."""
+    headers = [("Set-Cookie", "a=1; Path=/"), ("X", "1"), ("Set-Cookie", "b=2, c=3")]
+    assert roundtrip(protocol.Response(stream=1, status=200, headers=headers)).headers == headers
+
+
+def test_auth_repr_hides_token():
+    """An Auth message never shows its token when printed or logged."""
+    assert "lmn_secret" not in repr(protocol.Auth(token="lmn_secret"))
+
+
+@pytest.mark.parametrize("payload", [b"", b"x", bytes(range(256)) * 256])
+@pytest.mark.parametrize("end", [False, True])
+def test_data_frames_roundtrip(payload, end):
+    """Binary frames carry their stream, end flag and exact payload."""
+    frame = protocol.encode_data(protocol.Data(stream=5, payload=payload, end=end))
+    assert frame[:6] == bytes([1, 1 if end else 0, 0, 0, 0, 5])
+    assert protocol.decode_data(frame) == protocol.Data(5, payload, end)
+
+
+def test_largest_chunk_fits_under_daphne_limit():
+    """A full chunk plus header stays under daphne's 1 MiB message cap."""
+    frame = protocol.encode_data(protocol.Data(1, b"x" * protocol.CHUNK_SIZE))
+    assert len(frame) < 1024 * 1024
+    assert protocol.decode_data(frame).payload == b"x" * protocol.CHUNK_SIZE
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x01\x00\x00",
+        b"\x02\x00\x00\x00\x00\x01",  # unknown kind
+        b"\x01\x80\x00\x00\x00\x01",  # unknown flag
+        b"\x01\x00\x00\x00\x00\x00",  # stream 0
+        b"\x01\x00\x00\x00\x00\x01" + b"x" * (protocol.CHUNK_SIZE + 1),
+    ],
+)
+def test_bad_binary_frames_are_refused(frame):
+    """Malformed binary frames raise ProtocolError and nothing else."""
+    with pytest.raises(ProtocolError):
+        protocol.decode_data(frame)
+
+
+def _request(**overrides):
+    body = {"type": "request", "stream": 1, "method": "GET", "path": "/", "headers": []}
+    body.update(overrides)
+    return json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json",
+        "[]",
+        "{}",
+        '{"type": "nope"}',
+        '{"type": "auth"}',
+        '{"type": "auth", "token": 5}',
+        '{"type": "auth", "token": "t", "version": 99}',
+        '{"type": "auth", "token": "t", "subdomain": "../etc"}',
+        '{"type": "auth", "token": "t", "subdomain": "ABCDEF"}',
+        _request(stream=0),
+        _request(stream=-1),
+        _request(stream=2**32),
+        _request(stream="1"),
+        _request(stream=True),
+        _request(method="GET /x"),
+        _request(method=""),
+        _request(path="http://evil.example/"),
+        _request(path="evil.example:80"),
+        _request(path="@evil.example/"),
+        _request(path=""),
+        _request(path="/a b"),
+        _request(path="/a\r\nHost: evil"),
+        _request(path="/\u00e9"),
+        _request(path="*"),
+        _request(path="/" + "a" * protocol.MAX_PATH_BYTES),
+        _request(headers={"a": "b"}),
+        _request(headers=[["a"]]),
+        _request(headers=[["a", 1]]),
+        _request(headers=[["bad name", "v"]]),
+        _request(headers=[["x", "a\r\nInjected: 1"]]),
+        _request(headers=[["x", "a\x00"]]),
+        _request(headers=[["x", "\u0100"]]),
+        _request(headers=[["x", "v"]] * (protocol.MAX_HEADER_COUNT + 1)),
+        _request(headers=[["x", "v" * 70_000], ["y", "v" * 70_000]]),
+        _request(body="yes"),
+        '{"type": "response", "stream": 1, "status": 99}',
+        '{"type": "response", "stream": 1, "status": 101}',
+        '{"type": "response", "stream": 1, "status": 600}',
+        '{"type": "response", "stream": 1, "status": true}',
+        '{"type": "window", "stream": 1, "chunks": 0}',
+        '{"type": "window", "stream": 1, "chunks": 1000}',
+        '{"type": "error", "stream": 1}',
+        '{"type": "cancel"}',
+        json.dumps({"type": "auth", "token": "x" * protocol.MAX_CONTROL_BYTES}),
+    ],
+)
+def test_bad_control_messages_are_refused(text):
+    """Malformed, oversize or out-of-range messages raise ProtocolError and nothing else."""
+    with pytest.raises(ProtocolError):
+        protocol.decode(text)
+
+
+def test_options_star_is_allowed():
+    """``OPTIONS *`` is the one non-path target allowed."""
+    assert roundtrip(protocol.Request(stream=1, method="OPTIONS", path="*")).path == "*"
+
+
+def test_end_to_end_drops_hop_by_hop_and_connection_named_headers():
+    """Hop-by-hop fields and those named in Connection are dropped; the rest keep order."""
+    headers = [
+        ("Host", "h"),
+        ("Connection", "keep-alive, X-Private"),
+        ("Keep-Alive", "timeout=5"),
+        ("X-Private", "1"),
+        ("Transfer-Encoding", "chunked"),
+        ("Set-Cookie", "a=1"),
+        ("Upgrade", "h2c"),
+        ("Set-Cookie", "b=2"),
+    ]
+    assert protocol.end_to_end(headers) == [
+        ("Host", "h"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "chunked"),
+    [
+        ([("Transfer-Encoding", "chunked")], True),
+        ([("transfer-encoding", "gzip, Chunked")], True),
+        ([("Transfer-Encoding", "gzip")], False),
+        ([("Content-Length", "5")], False),
+        ([], False),
+    ],
+)
+def test_is_chunked(headers, chunked):
+    """Chunked framing is recognised in any case and position."""
+    assert protocol.is_chunked(headers) is chunked

@@ -1,0 +1,71 @@
+"""Channels consumers. Glue only: decode, call ``session``, encode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT
+
+from .session import SessionClosed, TunnelSession
+
+
+class TunnelConsumer(AsyncWebsocketConsumer):
+    """Owns one client's tunnel WebSocket (``/tunnel`` on the main host)."""
+
+    session: TunnelSession
+    _watchers: list[asyncio.Task]
+
+    async def connect(self) -> None:
+        client = self.scope.get("client") or ("?", 0)
+        self.session = TunnelSession(
+            self.channel_name,
+            f"{client[0]}:{client[1]}",
+            send_text=lambda text: self.send(text_data=text),
+            send_bytes=lambda data: self.send(bytes_data=data),
+        )
+        await self.accept()
+        self._watchers = [
+            asyncio.create_task(self._guard(self._auth_deadline())),
+            asyncio.create_task(self._guard(self.session.keep_alive())),
+        ]
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(AUTH_TIMEOUT)
+        if self.session.subdomain is None:
+            raise SessionClosed(CLOSE_AUTH_TIMEOUT, "auth timeout")
+
+    async def _guard(self, work) -> None:
+        try:
+            await work
+        except SessionClosed as closed:
+            await self.close(code=closed.code, reason=closed.reason)
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        try:
+            await self.session.received(text_data, bytes_data)
+        except SessionClosed as closed:
+            await self.close(code=closed.code, reason=closed.reason)
+
+    async def disconnect(self, code) -> None:
+        for task in self._watchers:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.session.ended()
+
+    # Channel-layer messages from views (see tunnels.relay).
+
+    async def tunnel_open(self, event) -> None:
+        await self.session.open_stream(event)
+
+    async def tunnel_data(self, event) -> None:
+        await self.session.stream_data(event)
+
+    async def tunnel_window(self, event) -> None:
+        await self.session.stream_window(event)
+
+    async def tunnel_cancel(self, event) -> None:
+        await self.session.cancel_stream(event)

@@ -1,0 +1,86 @@
+"""Which host a request is for: the main site, a tunnel, or nothing we serve."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+
+#: One DNS label (RFC 1123), lower case: what may stand before the tunnel domain.
+_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_PORT_RE = re.compile(r":[0-9]{1,5}$")
+
+
+@dataclass(frozen=True)
+class MainHost:
+    pass
+
+
+@dataclass(frozen=True)
+class TunnelHost:
+    subdomain: str
+
+
+def classify(host: str) -> MainHost | TunnelHost | None:
+    """Sort a Host header value: the main host, ``<label>.<domain>``, or unknown."""
+    hostname = _PORT_RE.sub("", host.strip()).lower().rstrip(".")
+    domain = settings.LUMINET_TUNNEL_DOMAIN
+    if hostname == domain:
+        return MainHost()
+    label, dot, rest = hostname.partition(".")
+    if dot and rest == domain and _LABEL_RE.fullmatch(label):
+        return TunnelHost(label)
+    return None
+
+
+def public_url(subdomain: str) -> str:
+    port = settings.LUMINET_PUBLIC_PORT
+    netloc = f"{subdomain}.{settings.LUMINET_TUNNEL_DOMAIN}" + (f":{port}" if port else "")
+    return f"{settings.LUMINET_PUBLIC_SCHEME}://{netloc}"
+
+
+def header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class HostDispatchMiddleware:
+    """Send tunnel hosts to the tunnel URLconf; refuse hosts we do not serve.
+
+    Runs first, so a tunnel host never reaches the admin or any site URL.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def _route(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            host = classify(request.get_host())
+        except DisallowedHost:
+            host = None
+        if host is None:
+            return HttpResponseBadRequest("Unknown host.\n", content_type="text/plain")
+        if isinstance(host, TunnelHost):
+            request.urlconf = "tunnels.urls"
+            request.tunnel_subdomain = host.subdomain  # type: ignore[attr-defined]
+        return None
+
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self._acall(request)
+        return self._route(request) or self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        return self._route(request) or await self.get_response(request)

@@ -1,0 +1,36 @@
+"""``manage.py serve``: run the Luminet server (daphne on tunnelsite.asgi)."""
+
+from __future__ import annotations
+
+from daphne.cli import CommandLineInterface
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Serve Luminet with daphne. Migrations are not run; use `manage.py migrate` first."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+        parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+        parser.add_argument(
+            "--proxy-headers",
+            action="store_true",
+            help="trust X-Forwarded-For/-Proto from a reverse proxy in front (e.g. Caddy)",
+        )
+
+    def handle(self, *args, bind: str, port: int, proxy_headers: bool, **options):
+        if not 0 <= port <= 65535:
+            raise CommandError(f"--port must be between 0 and 65535, not {port}")
+        daphne_args = [
+            "--bind",
+            bind,
+            "--port",
+            str(port),
+            # Only the local server's headers reach the public client: no "Server: daphne".
+            "--no-server-name",
+            "--verbosity",
+            str(max(1, options["verbosity"])),
+        ]
+        if proxy_headers:
+            daphne_args.append("--proxy-headers")
+        CommandLineInterface().run([*daphne_args, "tunnelsite.asgi:application"])

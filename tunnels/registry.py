@@ -1,0 +1,230 @@
+"""Live tunnels: which subdomain is served by which consumer channel.
+
+Two implementations share one small interface: an in-process dictionary (the
+embedded default, one server process) and Redis (several processes and
+machines). A subdomain is in one of two states:
+
+* live: a connected tunnel consumer owns it; public requests go to ``channel``;
+* held: its tunnel disconnected less than a grace period ago; only the same
+  token may claim it again, so a reconnecting client keeps its URL.
+
+Live entries carry a time-to-live that the owning consumer refreshes, so a
+process that dies without cleaning up frees its subdomains shortly after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
+
+from client.protocol import SUBDOMAIN_ALPHABET, SUBDOMAIN_LENGTH
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a live entry survives without a refresh (a crashed process's tunnels).
+LIVE_TTL = 45.0
+#: Seconds between a live tunnel's refreshes; well inside LIVE_TTL.
+REFRESH_INTERVAL = 15.0
+#: Random subdomains to try before giving up (36**6 names: collisions are rare).
+CLAIM_ATTEMPTS = 20
+
+
+class RegistryError(Exception):
+    """The registry could not be reached or answered nonsense."""
+
+
+class Registry(Protocol):
+    async def claim(self, subdomain: str, token_id: int, channel: str) -> bool:
+        """Make ``subdomain`` live on ``channel`` unless another tunnel or hold has it."""
+
+    async def lookup(self, subdomain: str) -> str | None:
+        """Return the channel of the live tunnel for ``subdomain``, if any."""
+
+    async def refresh(self, subdomain: str, channel: str) -> bool:
+        """Extend a live entry; False if ``channel`` no longer owns it."""
+
+    async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
+        """Turn ``channel``'s live entry into a hold for ``token_id`` lasting ``grace`` s."""
+
+
+def random_subdomain() -> str:
+    return "".join(secrets.choice(SUBDOMAIN_ALPHABET) for _ in range(SUBDOMAIN_LENGTH))
+
+
+async def claim_subdomain(
+    registry: Registry, token_id: int, channel: str, requested: str | None
+) -> str:
+    """Claim ``requested`` if it is free (or held for this token), else a random one."""
+    if requested is not None and await registry.claim(requested, token_id, channel):
+        return requested
+    for _ in range(CLAIM_ATTEMPTS):
+        candidate = random_subdomain()
+        if await registry.claim(candidate, token_id, channel):
+            return candidate
+    raise RegistryError("no free subdomain found")
+
+
+# ---------------------------------------------------------------------------
+# In-process registry
+
+
+@dataclass
+class _Entry:
+    live: bool
+    token_id: int
+    channel: str
+    expires: float
+
+
+class MemoryRegistry:
+    """The registry of a single server process; a restart empties it."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._clock = clock
+
+    def _current(self, subdomain: str) -> _Entry | None:
+        entry = self._entries.get(subdomain)
+        if entry is not None and entry.expires <= self._clock():
+            del self._entries[subdomain]
+            return None
+        return entry
+
+    async def claim(self, subdomain: str, token_id: int, channel: str) -> bool:
+        entry = self._current(subdomain)
+        if entry is not None and (entry.live or entry.token_id != token_id):
+            return False
+        self._entries[subdomain] = _Entry(True, token_id, channel, self._clock() + LIVE_TTL)
+        return True
+
+    async def lookup(self, subdomain: str) -> str | None:
+        entry = self._current(subdomain)
+        return entry.channel if entry is not None and entry.live else None
+
+    async def refresh(self, subdomain: str, channel: str) -> bool:
+        entry = self._current(subdomain)
+        if entry is None or not entry.live or entry.channel != channel:
+            return False
+        entry.expires = self._clock() + LIVE_TTL
+        return True
+
+    async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
+        entry = self._current(subdomain)
+        if entry is not None and entry.live and entry.channel == channel:
+            self._entries[subdomain] = _Entry(False, token_id, channel, self._clock() + grace)
+
+
+# ---------------------------------------------------------------------------
+# Redis registry
+
+# KEYS[1] = tunnel key; ARGV = new value, token id, ttl in ms.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local entry = cjson.decode(current)
+  if entry.live or tostring(entry.token) ~= ARGV[2] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+# KEYS[1] = tunnel key; ARGV = channel, ttl in ms.
+_REFRESH = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local entry = cjson.decode(current)
+if not entry.live or entry.channel ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+# KEYS[1] = tunnel key; ARGV = channel, hold value, grace in ms.
+_RELEASE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local entry = cjson.decode(current)
+if not entry.live or entry.channel ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+class RedisRegistry:
+    """Live tunnels in Redis under ``<prefix>tunnel:<subdomain>``, shared by every process."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._clients: dict[asyncio.AbstractEventLoop, object] = {}
+
+    def key(self, subdomain: str) -> str:
+        return f"{self._prefix}tunnel:{subdomain}"
+
+    def _client(self):
+        # redis.asyncio connections belong to the loop that made them.
+        import redis.asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.Redis.from_url(self._url)
+            self._clients[loop] = client
+        return client
+
+    async def _eval(self, script: str, key: str, *args: object) -> int:
+        try:
+            return int(await self._client().eval(script, 1, key, *args))
+        except Exception as exc:  # redis-py raises a wide tree; callers need one type
+            raise RegistryError(f"registry unavailable: {exc.__class__.__name__}") from exc
+
+    async def claim(self, subdomain: str, token_id: int, channel: str) -> bool:
+        value = json.dumps(
+            {"live": True, "token": token_id, "channel": channel, "since": time.time()}
+        )
+        return bool(await self._eval(_CLAIM, self.key(subdomain), value, token_id, _ms(LIVE_TTL)))
+
+    async def lookup(self, subdomain: str) -> str | None:
+        try:
+            raw = await self._client().get(self.key(subdomain))
+        except Exception as exc:
+            raise RegistryError(f"registry unavailable: {exc.__class__.__name__}") from exc
+        if raw is None:
+            return None
+        try:
+            entry = json.loads(raw)
+        except ValueError as exc:
+            raise RegistryError("registry entry is not JSON") from exc
+        return entry["channel"] if entry.get("live") else None
+
+    async def refresh(self, subdomain: str, channel: str) -> bool:
+        return bool(await self._eval(_REFRESH, self.key(subdomain), channel, _ms(LIVE_TTL)))
+
+    async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
+        value = json.dumps(
+            {"live": False, "token": token_id, "channel": channel, "since": time.time()}
+        )
+        await self._eval(_RELEASE, self.key(subdomain), channel, value, _ms(grace))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+_registry: Registry | None = None
+_registry_config: tuple[str | None, str] | None = None
+
+
+def get_registry() -> Registry:
+    """Return the process's registry for the current settings."""
+    global _registry, _registry_config
+    config = (settings.REDIS_URL, settings.LUMINET_REDIS_PREFIX)
+    if _registry is None or config != _registry_config:
+        url, prefix = config
+        _registry = RedisRegistry(url, prefix) if url else MemoryRegistry()
+        _registry_config = config
+    return _registry

@@ -1,0 +1,236 @@
+"""One public request's trip through the channel layer to a tunnel and back.
+
+The view calls :func:`open_stream`; the tunnel consumer on the other end (maybe in
+another process) turns these channel-layer messages into wire messages. Both
+directions are windowed: at most ``WINDOW_CHUNKS`` body chunks of one stream wait
+in a channel at any time, so a slow reader never fills a channel-layer queue and
+never makes a process hold more than a few chunks of a body.
+
+Messages to the tunnel consumer's channel (``reply`` names the stream)::
+
+    tunnel.open    reply, method, path, headers, body
+    tunnel.data    reply, data, end
+    tunnel.window  reply, chunks      (the view consumed response chunks)
+    tunnel.cancel  reply              (the public side went away)
+
+Messages back to the stream's reply channel::
+
+    stream.response  status, headers, body
+    stream.data      data, end
+    stream.window    chunks           (the client consumed request chunks)
+    stream.error     message          (local failure, or the tunnel closed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+
+from client.protocol import CHUNK_SIZE, WINDOW_CHUNKS, Headers
+
+from .registry import RegistryError, get_registry
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between checks that the tunnel behind a waiting stream still exists
+#: (covers a server process that died without telling its streams).
+LIVENESS_INTERVAL = 5.0
+
+
+class TunnelError(Exception):
+    """Base of everything that can go wrong between the view and the local server.
+
+    TunnelError
+     +-- TunnelNotFound     no live tunnel for the subdomain         -> 502
+     +-- TunnelBusy         the tunnel's queue is full               -> 503
+     +-- TunnelTimeout      no response head in time                 -> 504
+     +-- LocalServerError   the client could not reach the local app -> 502
+     +-- TunnelClosed       the tunnel went away mid-stream           -> 502 / abort
+    """
+
+
+class TunnelNotFound(TunnelError):
+    pass
+
+
+class TunnelBusy(TunnelError):
+    pass
+
+
+class TunnelTimeout(TunnelError):
+    pass
+
+
+class LocalServerError(TunnelError):
+    pass
+
+
+class TunnelClosed(TunnelError):
+    pass
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    method: str
+    path: str
+    headers: Headers
+    body: bool
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    status: int
+    headers: Headers
+    body: bool
+
+
+BodyReader = Callable[[int], bytes]
+"""Reads up to n bytes of the request body; b"" at the end."""
+
+
+class Stream:
+    """The view's end of one stream: sends the request, receives the response."""
+
+    def __init__(self, subdomain: str, tunnel_channel: str, reply_channel: str) -> None:
+        self.subdomain = subdomain
+        self._layer = get_channel_layer()
+        self._tunnel = tunnel_channel
+        self._reply = reply_channel
+        self._inbox: asyncio.Queue[dict] = asyncio.Queue()
+        self._credit = WINDOW_CHUNKS
+        self._credit_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._finished = False
+
+    async def _send(self, message: dict) -> None:
+        message["reply"] = self._reply
+        try:
+            await self._layer.send(self._tunnel, message)
+        except ChannelFull as exc:
+            raise TunnelBusy("tunnel queue full") from exc
+
+    async def _receive_loop(self) -> None:
+        """Sort the reply channel's messages: credit here, everything else to the inbox."""
+        while True:
+            message = await self._layer.receive(self._reply)
+            if message["type"] == "stream.window":
+                self._credit += message["chunks"]
+                self._credit_changed.set()
+            else:
+                self._inbox.put_nowait(message)
+
+    async def _liveness_loop(self) -> None:
+        """Fail the stream if its tunnel is no longer registered on the same channel."""
+        registry = get_registry()
+        while True:
+            await asyncio.sleep(LIVENESS_INTERVAL)
+            try:
+                channel = await registry.lookup(self.subdomain)
+            except RegistryError:
+                continue  # unknown is not gone; the next check decides
+            if channel != self._tunnel:
+                self._inbox.put_nowait({"type": "stream.error", "message": "tunnel closed"})
+                return
+
+    async def _send_body(self, read: BodyReader) -> None:
+        while True:
+            while self._credit <= 0:
+                self._credit_changed.clear()
+                await self._credit_changed.wait()
+            chunk = read(CHUNK_SIZE)
+            end = len(chunk) < CHUNK_SIZE
+            self._credit -= 1
+            await self._send({"type": "tunnel.data", "data": chunk, "end": end})
+            if end:
+                return
+
+    async def start(self, head: RequestHead, read: BodyReader) -> None:
+        self._tasks.append(asyncio.create_task(self._receive_loop()))
+        self._tasks.append(asyncio.create_task(self._liveness_loop()))
+        await self._send(
+            {
+                "type": "tunnel.open",
+                "method": head.method,
+                "path": head.path,
+                "headers": [list(pair) for pair in head.headers],
+                "body": head.body,
+            }
+        )
+        if head.body:
+            self._tasks.append(asyncio.create_task(self._send_body_task(read)))
+
+    async def _send_body_task(self, read: BodyReader) -> None:
+        try:
+            await self._send_body(read)
+        except TunnelError as exc:
+            self._inbox.put_nowait({"type": "stream.error", "message": str(exc)})
+
+    async def response(self, timeout: float) -> ResponseHead:
+        """Wait for the response head; raise a TunnelError subclass if none comes."""
+        try:
+            message = await asyncio.wait_for(self._inbox.get(), timeout)
+        except TimeoutError as exc:
+            raise TunnelTimeout(f"no response within {timeout:g} s") from exc
+        if message["type"] == "stream.error":
+            self._finished = True  # the consumer has forgotten the stream already
+            raise LocalServerError(message["message"])
+        if message["type"] != "stream.response":
+            raise TunnelClosed(f"unexpected {message['type']} before the response")
+        headers = [(name, value) for name, value in message["headers"]]
+        if not message["body"]:
+            self._finished = True
+        return ResponseHead(message["status"], headers, message["body"])
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """Yield the response body; raise TunnelClosed if it cannot be completed."""
+        while not self._finished:
+            message = await self._inbox.get()
+            if message["type"] == "stream.error":
+                self._finished = True
+                raise TunnelClosed(message["message"])
+            if message["type"] != "stream.data":
+                raise TunnelClosed(f"unexpected {message['type']} in a response body")
+            data, end = message["data"], message["end"]
+            if end:
+                self._finished = True
+            if data:
+                yield data
+            if not end:
+                # Credit goes back only once the chunk has left for the public
+                # client, so a slow reader slows this stream alone.
+                await self._send({"type": "tunnel.window", "chunks": 1})
+
+    async def close(self) -> None:
+        """Stop background work; tell the tunnel if the stream ended early."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if not self._finished:
+            self._finished = True
+            with contextlib.suppress(TunnelError):
+                await self._send({"type": "tunnel.cancel"})
+
+
+async def open_stream(subdomain: str, head: RequestHead, read: BodyReader) -> Stream:
+    """Find the tunnel for ``subdomain`` and send it the request."""
+    try:
+        channel = await get_registry().lookup(subdomain)
+    except RegistryError as exc:
+        raise TunnelNotFound(str(exc)) from exc
+    if channel is None:
+        raise TunnelNotFound(subdomain)
+    stream = Stream(subdomain, channel, await get_channel_layer().new_channel("stream."))
+    try:
+        await stream.start(head, read)
+    except BaseException:
+        await stream.close()
+        raise
+    return stream

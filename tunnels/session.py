@@ -1,0 +1,268 @@
+"""The server's end of one client's tunnel WebSocket.
+
+Turns wire messages from the client into channel-layer messages for the waiting
+views (see ``relay``), and channel-layer messages from views into wire messages.
+The consumer that owns the socket only feeds this class; all policy lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import assert_never
+
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from client import protocol
+from client.protocol import ProtocolError
+from tokens.auth import authenticate, is_still_valid
+
+from .hosts import public_url
+from .registry import REFRESH_INTERVAL, RegistryError, claim_subdomain, get_registry
+
+logger = logging.getLogger(__name__)
+
+
+class SessionClosed(Exception):
+    """The session ended; ``code`` and ``reason`` go into the WebSocket close."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class _StreamState:
+    reply: str
+    # DATA frames the client may still send us for this stream's response body.
+    response_credit: int = protocol.WINDOW_CHUNKS
+    # Request DATA frames sent to the client and not yet acknowledged.
+    request_unacked: int = 0
+
+
+SendText = Callable[[str], Awaitable[None]]
+SendBytes = Callable[[bytes], Awaitable[None]]
+
+
+class TunnelSession:
+    def __init__(self, channel: str, peer: str, send_text: SendText, send_bytes: SendBytes):
+        self.channel = channel
+        self.peer = peer
+        self._send_text = send_text
+        self._send_bytes = send_bytes
+        self._layer = get_channel_layer()
+        self._registry = get_registry()
+        self.token_id: int | None = None
+        self.token_label = ""
+        self.subdomain: str | None = None
+        self._streams: dict[int, _StreamState] = {}
+        self._by_reply: dict[str, int] = {}
+        self._next_stream = 1
+        self._started = time.monotonic()
+        self._requests = 0
+        self._bytes_in = 0
+        self._bytes_out = 0
+
+    # -- wire messages from the client -------------------------------------
+
+    async def received(self, text: str | None, data: bytes | None) -> None:
+        """Handle one WebSocket message; raise SessionClosed to end the session."""
+        try:
+            if data is not None:
+                await self._received_data(protocol.decode_data(data))
+            elif text is not None:
+                await self._received_control(protocol.decode(text))
+        except ProtocolError as exc:
+            logger.warning("tunnel %s: protocol error from %s: %s", self.subdomain, self.peer, exc)
+            raise SessionClosed(protocol.CLOSE_PROTOCOL_ERROR, str(exc)[:120]) from exc
+
+    async def _received_control(self, message: protocol.ControlMessage) -> None:
+        if self.subdomain is None:
+            if not isinstance(message, protocol.Auth):
+                raise ProtocolError("the first message must be auth")
+            await self._authenticate(message)
+            return
+        match message:
+            case protocol.Response(stream=stream_id):
+                stream = self._streams.get(stream_id)
+                if stream is None:
+                    return  # cancelled by the public side meanwhile
+                if not message.body:
+                    self._forget(stream_id)
+                await self._to_view(
+                    stream.reply,
+                    {
+                        "type": "stream.response",
+                        "status": message.status,
+                        "headers": [list(pair) for pair in message.headers],
+                        "body": message.body,
+                    },
+                )
+            case protocol.Window(stream=stream_id, chunks=chunks):
+                stream = self._streams.get(stream_id)
+                if stream is None:
+                    return
+                chunks = min(chunks, stream.request_unacked)
+                if chunks:
+                    stream.request_unacked -= chunks
+                    await self._to_view(stream.reply, {"type": "stream.window", "chunks": chunks})
+            case protocol.StreamError(stream=stream_id):
+                stream = self._streams.get(stream_id)
+                if stream is not None:
+                    self._forget(stream_id)
+                    await self._to_view(
+                        stream.reply, {"type": "stream.error", "message": message.message}
+                    )
+            case protocol.Auth():
+                raise ProtocolError("already authenticated")
+            case protocol.AuthOk() | protocol.AuthError() | protocol.Request() | protocol.Cancel():
+                raise ProtocolError(f"{type(message).__name__} is sent by the server only")
+            case _:
+                assert_never(message)
+
+    async def _received_data(self, message: protocol.Data) -> None:
+        if self.subdomain is None:
+            raise ProtocolError("the first message must be auth")
+        stream = self._streams.get(message.stream)
+        if stream is None:
+            return  # cancelled meanwhile: its in-flight chunks are expected
+        if stream.response_credit <= 0:
+            raise ProtocolError(f"stream {message.stream} sent beyond its window")
+        stream.response_credit -= 1
+        self._bytes_out += len(message.payload)
+        if message.end:
+            self._forget(message.stream)
+        await self._to_view(
+            stream.reply, {"type": "stream.data", "data": message.payload, "end": message.end}
+        )
+
+    async def _authenticate(self, message: protocol.Auth) -> None:
+        token = await authenticate(message.token)
+        if token is None:
+            logger.warning("tunnel auth failed from %s", self.peer)
+            await self._send_text(protocol.encode(protocol.AuthError("invalid token")))
+            raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "invalid token")
+        try:
+            subdomain = await claim_subdomain(
+                self._registry, token.id, self.channel, message.subdomain
+            )
+        except RegistryError as exc:
+            logger.error("tunnel registry failure for %s: %s", self.peer, exc)
+            await self._send_text(protocol.encode(protocol.AuthError("server busy, try again")))
+            raise SessionClosed(1013, "try again later") from exc
+        self.token_id, self.token_label, self.subdomain = token.id, token.prefix, subdomain
+        url = public_url(subdomain)
+        await self._send_text(protocol.encode(protocol.AuthOk(subdomain=subdomain, url=url)))
+        logger.info("tunnel %s opened by %s (token %s)", subdomain, self.peer, token.prefix)
+
+    # -- channel-layer messages from views ---------------------------------
+
+    async def open_stream(self, event: dict) -> None:
+        if self.subdomain is None:
+            return
+        stream_id = self._next_stream
+        self._next_stream += 1
+        self._streams[stream_id] = _StreamState(reply=event["reply"])
+        self._by_reply[event["reply"]] = stream_id
+        self._requests += 1
+        headers = [(name, value) for name, value in event["headers"]]
+        request = protocol.Request(
+            stream=stream_id,
+            method=event["method"],
+            path=event["path"],
+            headers=headers,
+            body=event["body"],
+        )
+        await self._send_text(protocol.encode(request))
+
+    async def stream_data(self, event: dict) -> None:
+        stream_id = self._by_reply.get(event["reply"])
+        if stream_id is None:
+            return
+        self._streams[stream_id].request_unacked += 1
+        self._bytes_in += len(event["data"])
+        frame = protocol.Data(stream=stream_id, payload=event["data"], end=event["end"])
+        await self._send_bytes(protocol.encode_data(frame))
+
+    async def stream_window(self, event: dict) -> None:
+        stream_id = self._by_reply.get(event["reply"])
+        if stream_id is None:
+            return
+        self._streams[stream_id].response_credit += event["chunks"]
+        message = protocol.Window(stream=stream_id, chunks=event["chunks"])
+        await self._send_text(protocol.encode(message))
+
+    async def cancel_stream(self, event: dict) -> None:
+        stream_id = self._by_reply.get(event["reply"])
+        if stream_id is None:
+            return
+        self._forget(stream_id)
+        await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
+
+    # -- lifetime ----------------------------------------------------------
+
+    async def keep_alive(self) -> None:
+        """Refresh the registry entry and recheck the token until the tunnel ends."""
+        while True:
+            await asyncio.sleep(REFRESH_INTERVAL)
+            if self.subdomain is None or self.token_id is None:
+                continue
+            if not await is_still_valid(self.token_id):
+                logger.info("tunnel %s closed: token %s revoked", self.subdomain, self.token_label)
+                await self._send_text(protocol.encode(protocol.AuthError("token revoked")))
+                raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "token revoked")
+            try:
+                # A lost entry (e.g. Redis restarted) is taken back if nobody else did.
+                kept = await self._registry.refresh(self.subdomain, self.channel) or (
+                    await self._registry.claim(self.subdomain, self.token_id, self.channel)
+                )
+            except RegistryError as exc:
+                logger.warning("tunnel %s: registry refresh failed: %s", self.subdomain, exc)
+                continue
+            if not kept:
+                raise SessionClosed(protocol.CLOSE_SUBDOMAIN_LOST, "subdomain lost")
+
+    async def ended(self) -> None:
+        """Release the subdomain and fail every stream still open."""
+        for stream in list(self._streams.values()):
+            await self._to_view(stream.reply, {"type": "stream.error", "message": "tunnel closed"})
+        self._streams.clear()
+        self._by_reply.clear()
+        if self.subdomain is None or self.token_id is None:
+            return
+        with contextlib.suppress(RegistryError):
+            await self._registry.release(
+                self.subdomain, self.channel, self.token_id, settings.LUMINET_SUBDOMAIN_GRACE
+            )
+        logger.info(
+            "tunnel %s closed (%s): %.0f s, %d requests, %d bytes in, %d bytes out",
+            self.subdomain,
+            self.peer,
+            time.monotonic() - self._started,
+            self._requests,
+            self._bytes_in,
+            self._bytes_out,
+        )
+
+    def _forget(self, stream_id: int) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            self._by_reply.pop(stream.reply, None)
+
+    async def _to_view(self, reply: str, message: dict) -> None:
+        try:
+            await self._layer.send(reply, message)
+        except ChannelFull:
+            # Windows make this impossible for a live view; a dead one is gone anyway.
+            logger.error("tunnel %s: reply channel full, dropping stream", self.subdomain)
+            stream_id = self._by_reply.get(reply)
+            if stream_id is not None:
+                self._forget(stream_id)
+                await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))

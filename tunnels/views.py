@@ -1,0 +1,40 @@
+"""Views: the health check and the catch-all that forwards tunnel hosts. Glue only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import relay
+from .forwarding import InvalidRequest, UpstreamResponse, error_response, request_head
+
+logger = logging.getLogger(__name__)
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@csrf_exempt
+async def forward(request: HttpRequest) -> HttpResponse:
+    """Send the request through the tunnel and stream the local server's answer back."""
+    subdomain = request.tunnel_subdomain  # type: ignore[attr-defined]
+    try:
+        head = request_head(request)
+        stream = await relay.open_stream(subdomain, head, request.read)
+    except (InvalidRequest, relay.TunnelError) as exc:
+        return error_response(exc, subdomain)
+    try:
+        response = await stream.response(settings.LUMINET_REQUEST_TIMEOUT)
+    except relay.TunnelError as exc:
+        await stream.close()
+        return error_response(exc, subdomain)
+    except asyncio.CancelledError:
+        # The public client went away while we waited: tell the local side.
+        await stream.close()
+        raise
+    return UpstreamResponse(stream, response, head.method)

@@ -1,0 +1,195 @@
+"""Luminet server settings: the only module that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "")
+    return value if value != "" else default
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_float(name: str, default: float) -> float:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if number <= 0:
+        raise ImproperlyConfigured(f"{name} must be positive, not {value!r}")
+    return number
+
+
+def parse_public_url(value: str) -> tuple[str, str, int | None]:
+    """Split LUMINET_PUBLIC_URL into scheme, tunnel domain and port."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"LUMINET_PUBLIC_URL must look like https://tunnel.example.com, not {value!r}"
+        )
+    if parts.path not in {"", "/"} or parts.query or parts.username:
+        raise ImproperlyConfigured("LUMINET_PUBLIC_URL must be a bare origin (no path or user)")
+    return parts.scheme, parts.hostname.lower(), parts.port
+
+
+def parse_database_url(value: str) -> dict[str, object]:
+    """Turn DATABASE_URL (sqlite:///path or postgres://user:pw@host:port/name) into settings."""
+    parts = urlsplit(value)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db and sqlite:////absolute.db, as dj-database-url reads them.
+        name = unquote(parts.path)[1:]
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name or ":memory:"}
+    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": 0,
+        }
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must start with sqlite:// or postgres://, not {parts.scheme or value!r}"
+    )
+
+
+DEBUG = env_bool("DEBUG")
+SECRET_KEY = env_str("SECRET_KEY")
+if SECRET_KEY is None:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG=true")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+LUMINET_PUBLIC_URL = (env_str("LUMINET_PUBLIC_URL") or "http://localhost:8000").rstrip("/")
+LUMINET_PUBLIC_SCHEME, LUMINET_TUNNEL_DOMAIN, LUMINET_PUBLIC_PORT = parse_public_url(
+    LUMINET_PUBLIC_URL
+)
+# Seconds to wait for the local server's response to *start*.
+LUMINET_REQUEST_TIMEOUT = env_float("LUMINET_REQUEST_TIMEOUT", 30.0)
+# Seconds a disconnected tunnel's subdomain stays reserved for its token.
+LUMINET_SUBDOMAIN_GRACE = env_float("LUMINET_SUBDOMAIN_GRACE", 60.0)
+REDIS_URL = env_str("REDIS_URL")
+# Prefix of every Redis key (registry and channel layer), so deployments and test
+# runs can share one Redis server.
+LUMINET_REDIS_PREFIX = env_str("LUMINET_REDIS_PREFIX") or "luminet:"
+
+ALLOWED_HOSTS = [LUMINET_TUNNEL_DOMAIN, f".{LUMINET_TUNNEL_DOMAIN}"]
+CSRF_TRUSTED_ORIGINS = [LUMINET_PUBLIC_URL]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "tokens",
+    "tunnels",
+]
+
+MIDDLEWARE = [
+    # First: tunnel hosts get their own URLconf and never reach the site's URLs.
+    "tunnels.hosts.HostDispatchMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tunnelsite.urls"
+ASGI_APPLICATION = "tunnelsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": parse_database_url(env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # socket_timeout None: redis-py 8 otherwise times out idle
+                # consumers after about 5 s (channels_redis#422).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": f"{LUMINET_REDIS_PREFIX}asgi",
+                # Flow-control windows keep queues far below this; it is a backstop.
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 60},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "tunnels": {"level": env_str("LUMINET_LOG_LEVEL") or "INFO"},
+        "tokens": {"level": env_str("LUMINET_LOG_LEVEL") or "INFO"},
+    },
+}
