@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIND ?= 127.0.0.1
 PORT ?= 8000
+export LUMINET_PUBLIC_URL ?= http://localhost:$(PORT)
 
 .PHONY: serve test lint format clean
 

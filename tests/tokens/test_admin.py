@@ -1,0 +1,139 @@
+"""The token admin: issuing shows the plaintext once, the list, revocation."""
+
+import re
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.messages import get_messages
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.urls import reverse
+
+from tokens import crypto
+from tokens.models import Token
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = reverse("admin:tokens_token_add")
+CHANGELIST_URL = reverse("admin:tokens_token_changelist")
+
+
+@pytest.fixture
+def client(django_user_model, settings):
+    """A client logged in as a superuser, talking to the main host."""
+    user = django_user_model.objects.create_superuser("admin", "admin@example.com", "pw")
+    client = Client(HTTP_HOST=settings.LUMINET_TUNNEL_DOMAIN)
+    client.force_login(user)
+    return client
+
+
+def add_token(client, name="laptop", **data):
+    return client.post(ADD_URL, {"name": name, "expires_at_0": "", "expires_at_1": "", **data})
+
+
+def shown_plaintext(response) -> str:
+    match = re.search(r'<code id="issued-token">([^<]*)</code>', response.content.decode())
+    assert match, response.content.decode()
+    return match.group(1)
+
+
+def test_adding_a_token_shows_its_plaintext_once(client):
+    """The response to the add form shows the new token's plaintext, exactly once."""
+    response = add_token(client)
+    assert response.status_code == 200
+    plaintext = shown_plaintext(response)
+    token = Token.objects.get()
+    assert crypto.digest(plaintext) == token.digest
+    assert response.content.decode().count(plaintext) == 1
+    assert "will not be shown again" in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_the_add_form_asks_only_for_name_and_expiry(client):
+    """The add form has inputs for the name and expiry and nothing else of the token."""
+    content = client.get(ADD_URL).content.decode()
+    assert 'name="_addanother"' not in content
+    assert 'name="_continue"' not in content
+    assert 'name="name"' in content
+    assert 'name="expires_at_0"' in content
+    for field in ("prefix", "digest", "revoked", "last_used_at"):
+        assert f'name="{field}"' not in content
+
+
+def test_a_token_added_with_an_expiry_keeps_it(client):
+    """An expiry entered in the add form is saved on the token."""
+    add_token(client, expires_at_0="2030-01-02", expires_at_1="03:04:05")
+    assert Token.objects.get().expires_at.isoformat() == "2030-01-02T03:04:05+00:00"
+
+
+def test_the_plaintext_is_not_kept_in_cookies_session_messages_or_urls(client):
+    """After issuing, the plaintext is nowhere but in the body of that one response."""
+    response = add_token(client)
+    plaintext = shown_plaintext(response)
+    secret = plaintext[8:]
+    assert not response.has_header("Location")
+    assert all(secret not in value for _, value in response.items())
+    cookies = [*response.cookies.values(), *client.cookies.values()]
+    assert all(secret not in morsel.OutputString() for morsel in cookies)
+    assert [str(m) for m in get_messages(response.wsgi_request)] == []
+    for session in Session.objects.all():
+        assert secret not in session.session_data
+        assert secret not in repr(session.get_decoded())
+    for entry in LogEntry.objects.all():
+        assert secret not in f"{entry.object_repr} {entry.change_message}"
+    for url in (
+        CHANGELIST_URL,
+        reverse("admin:tokens_token_change", args=[Token.objects.get().pk]),
+    ):
+        assert secret not in client.get(url).content.decode()
+
+
+def test_the_changelist_shows_prefix_and_state(client):
+    """The list shows each token's prefix and whether it is active, revoked or expired."""
+    active, _ = Token.objects.issue("active one")
+    revoked, _ = Token.objects.issue("revoked one")
+    Token.objects.filter(pk=revoked.pk).revoke()
+    content = client.get(CHANGELIST_URL).content.decode()
+    assert active.prefix in content
+    assert revoked.prefix in content
+    assert re.findall(r'<td class="field-state">(\w+)</td>', content) == ["revoked", "active"]
+
+
+def test_the_change_form_edits_only_the_name_and_never_shows_the_digest(client):
+    """The change form has an input for the name only and does not show the digest."""
+    token, _ = Token.objects.issue("laptop")
+    content = client.get(reverse("admin:tokens_token_change", args=[token.pk])).content.decode()
+    assert 'name="name"' in content
+    assert token.prefix in content
+    assert token.digest not in content
+    for field in ("expires_at_0", "prefix", "revoked", "digest"):
+        assert f'name="{field}"' not in content
+
+
+def test_the_revoke_action_revokes_the_selected_tokens(client):
+    """The revoke action revokes the selected tokens only and says how many."""
+    first, _ = Token.objects.issue("first")
+    second, _ = Token.objects.issue("second")
+    kept, _ = Token.objects.issue("kept")
+    response = client.post(
+        CHANGELIST_URL,
+        {"action": "revoke", "_selected_action": [first.pk, second.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Revoked 2 tokens." in response.content.decode()
+    assert set(Token.objects.filter(revoked=True).values_list("pk", flat=True)) == {
+        first.pk,
+        second.pk,
+    }
+    kept.refresh_from_db()
+    assert kept.state == "active"
+
+
+def test_a_token_can_be_deleted(client):
+    """Deleting a token from the admin removes it."""
+    token, _ = Token.objects.issue("laptop")
+    url = reverse("admin:tokens_token_delete", args=[token.pk])
+    response = client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not Token.objects.exists()

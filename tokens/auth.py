@@ -1,0 +1,44 @@
+"""Authenticate tunnel clients by token, from async code.
+
+Every failure is ``None``, whatever the reason (malformed, unknown, revoked,
+expired), so callers cannot tell them apart and neither can a peer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tokens import crypto
+from tokens.models import Token, _now
+
+
+@dataclass(frozen=True)
+class AuthenticatedToken:
+    id: int
+    name: str
+    prefix: str
+
+
+async def authenticate(plaintext: str, *, now: datetime | None = None) -> AuthenticatedToken | None:
+    """Return the usable token matching plaintext and record its use, or None."""
+    if not crypto.looks_like_token(plaintext):
+        return None
+    now = _now() if now is None else now
+    try:
+        token_id, name, prefix = (
+            await Token.objects.usable(now)
+            .filter(digest=crypto.digest(plaintext))
+            .values_list("id", "name", "prefix")
+            .aget()
+        )
+    except Token.DoesNotExist:
+        return None
+    await Token.objects.filter(id=token_id).aupdate(last_used_at=now)
+    return AuthenticatedToken(id=token_id, name=name, prefix=prefix)
+
+
+async def is_still_valid(token_id: int, *, now: datetime | None = None) -> bool:
+    """Tell whether the token still exists and is neither revoked nor expired."""
+    now = _now() if now is None else now
+    return await Token.objects.usable(now).filter(id=token_id).aexists()
