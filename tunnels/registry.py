@@ -53,6 +53,9 @@ class Registry(Protocol):
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
         """Turn ``channel``'s live entry into a hold for ``token_id`` lasting ``grace`` s."""
 
+    async def close(self) -> None:
+        """Release this event loop's connections."""
+
 
 def random_subdomain() -> str:
     return "".join(secrets.choice(SUBDOMAIN_ALPHABET) for _ in range(SUBDOMAIN_LENGTH))
@@ -119,6 +122,9 @@ class MemoryRegistry:
         entry = self._current(subdomain)
         if entry is not None and entry.live and entry.channel == channel:
             self._entries[subdomain] = _Entry(False, token_id, channel, self._clock() + grace)
+
+    async def close(self) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------------
@@ -209,6 +215,11 @@ class RedisRegistry:
             {"live": False, "token": token_id, "channel": channel, "since": time.time()}
         )
         await self._eval(_RELEASE, self.key(subdomain), channel, value, _ms(grace))
+
+    async def close(self) -> None:
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
 
 def _ms(seconds: float) -> int:

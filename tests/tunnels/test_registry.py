@@ -1,0 +1,178 @@
+"""The registry of live tunnels, in memory and on a real Redis."""
+
+import asyncio
+import contextlib
+import os
+import uuid
+
+import pytest
+import redis
+
+from client.protocol import SUBDOMAIN_RE
+from tunnels import registry
+from tunnels.registry import MemoryRegistry, RedisRegistry, claim_subdomain
+
+REDIS_URL = os.environ.get("LUMINET_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def redis_available() -> bool:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_registry(request):
+    """Build a registry and a way to let time pass for its entries."""
+    if request.param == "memory":
+        clock = Clock()
+
+        def expire(subdomain, seconds):
+            clock.now += seconds
+
+        yield lambda: MemoryRegistry(clock=clock), expire
+        return
+    if not redis_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required under CI=true ({REDIS_URL})")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    prefix = f"lmtest-{uuid.uuid4().hex}:"
+    sync = redis.Redis.from_url(REDIS_URL)
+
+    def expire(subdomain, seconds):
+        # Redis keeps time itself: shorten the key's life instead of waiting.
+        key = f"{prefix}tunnel:{subdomain}"
+        ttl = sync.pttl(key)
+        if ttl > 0 and ttl <= seconds * 1000:
+            sync.delete(key)
+
+    yield lambda: RedisRegistry(REDIS_URL, prefix), expire
+    keys = list(sync.scan_iter(match=f"{prefix}*"))
+    if keys:
+        sync.delete(*keys)
+    sync.close()
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+@contextlib.asynccontextmanager
+async def opened(build):
+    reg = build()
+    try:
+        yield reg
+    finally:
+        await reg.close()
+
+
+def test_claim_lookup_release(make_registry):
+    """A claimed subdomain routes to its channel; once released it routes nowhere."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            assert await reg.claim("abc123", 1, "chan-a")
+            assert await reg.lookup("abc123") == "chan-a"
+            await reg.release("abc123", "chan-a", 1, grace=60)
+            assert await reg.lookup("abc123") is None
+
+    run(scenario())
+
+
+def test_live_subdomain_is_never_shared(make_registry):
+    """A second tunnel cannot claim a live subdomain, not even with the same token."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            assert await reg.claim("abc123", 1, "chan-a")
+            assert not await reg.claim("abc123", 1, "chan-b")
+            assert not await reg.claim("abc123", 2, "chan-c")
+            assert await reg.lookup("abc123") == "chan-a"
+
+    run(scenario())
+
+
+def test_hold_is_for_the_same_token_until_grace_ends(make_registry):
+    """A released subdomain is held for its token; another token gets it after the grace."""
+    build, expire = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a")
+            await reg.release("abc123", "chan-a", 1, grace=60)
+            assert not await reg.claim("abc123", 2, "chan-b")
+            assert await reg.claim("abc123", 1, "chan-c")
+            await reg.release("abc123", "chan-c", 1, grace=60)
+            expire("abc123", 61)
+            assert await reg.claim("abc123", 2, "chan-d")
+
+    run(scenario())
+
+
+def test_release_by_a_stale_owner_changes_nothing(make_registry):
+    """Only the channel that owns an entry can release or refresh it."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a")
+            await reg.release("abc123", "chan-old", 1, grace=60)
+            assert await reg.lookup("abc123") == "chan-a"
+            assert not await reg.refresh("abc123", "chan-old")
+            assert await reg.refresh("abc123", "chan-a")
+
+    run(scenario())
+
+
+def test_unrefreshed_entry_expires(make_registry):
+    """A live entry whose process died (no refresh) frees its subdomain."""
+    build, expire = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a")
+            expire("abc123", registry.LIVE_TTL + 1)
+            assert await reg.lookup("abc123") is None
+            assert await reg.claim("abc123", 2, "chan-b")
+
+    run(scenario())
+
+
+def test_claim_subdomain_prefers_the_requested_one(make_registry):
+    """A reconnecting client gets its subdomain back, or a fresh random one if taken."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            assert await claim_subdomain(reg, 1, "chan-a", "abc123") == "abc123"
+            other = await claim_subdomain(reg, 2, "chan-b", "abc123")
+            assert other != "abc123"
+            assert SUBDOMAIN_RE.fullmatch(other)
+
+    run(scenario())
+
+
+def test_concurrent_claims_have_one_winner(make_registry):
+    """Of many simultaneous claims of one subdomain, exactly one succeeds."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            results = await asyncio.gather(
+                *(reg.claim("abc123", i, f"chan-{i}") for i in range(20))
+            )
+            assert sum(results) == 1
+
+    run(scenario())
