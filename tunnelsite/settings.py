@@ -191,5 +191,7 @@ LOGGING = {
     "loggers": {
         "tunnels": {"level": env_str("LUMINET_LOG_LEVEL") or "INFO"},
         "tokens": {"level": env_str("LUMINET_LOG_LEVEL") or "INFO"},
+        # "Listening on TCP address ..." is how scripts and tests learn the port.
+        "daphne.server": {"level": "INFO"},
     },
 }

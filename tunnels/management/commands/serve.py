@@ -21,11 +21,12 @@ class Command(BaseCommand):
     def handle(self, *args, bind: str, port: int, proxy_headers: bool, **options):
         if not 0 <= port <= 65535:
             raise CommandError(f"--port must be between 0 and 65535, not {port}")
+        # daphne reads "--port 0" as "no port" and falls back to 8000, so the address
+        # goes in as a Twisted endpoint, where port 0 means "pick a free one".
+        interface = bind.replace(":", r"\:")
         daphne_args = [
-            "--bind",
-            bind,
-            "--port",
-            str(port),
+            "--endpoint",
+            f"tcp:port={port}:interface={interface}",
             # Only the local server's headers reach the public client: no "Server: daphne".
             "--no-server-name",
             "--verbosity",
