@@ -55,6 +55,8 @@ CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_AUTH_FAILED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_SUBDOMAIN_LOST = 4409
+#: A newer connection with the same token took this tunnel's subdomain over.
+CLOSE_REPLACED = 4410
 
 # Binary frame layout.
 FRAME_HEADER = struct.Struct(">BBI")

@@ -151,7 +151,7 @@ class Tunnel:
                 except (OSError, websocket.WebSocketException) as exc:
                     raise ConnectionLost(str(exc) or exc.__class__.__name__) from exc
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    raise ConnectionLost("server closed the tunnel")
+                    _closed_by_server(payload)
                 try:
                     if opcode == websocket.ABNF.OPCODE_BINARY:
                         self._received_data(protocol.decode_data(payload))
@@ -271,6 +271,17 @@ class Tunnel:
                 file=self._out,
                 flush=True,
             )
+
+
+def _closed_by_server(payload: bytes) -> None:
+    """Raise what a close frame from the server means for the client."""
+    code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+    reason = payload[2:].decode("utf-8", "replace")
+    if code == protocol.CLOSE_REPLACED:
+        raise TunnelError("another connection with the same token took this tunnel over")
+    if code == protocol.CLOSE_AUTH_FAILED:
+        raise AuthFailed(reason or "invalid token")
+    raise ConnectionLost(f"server closed the tunnel ({code} {reason})".replace(" )", ")"))
 
 
 def authenticate(ws: websocket.WebSocket, token: str, subdomain: str | None) -> protocol.AuthOk:

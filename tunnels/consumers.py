@@ -7,7 +7,7 @@ import contextlib
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT
+from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT, CLOSE_REPLACED
 
 from .session import SessionClosed, TunnelSession
 
@@ -15,8 +15,17 @@ from .session import SessionClosed, TunnelSession
 class TunnelConsumer(AsyncWebsocketConsumer):
     """Owns one client's tunnel WebSocket (``/tunnel`` on the main host)."""
 
-    session: TunnelSession
-    _watchers: list[asyncio.Task]
+    session: TunnelSession | None = None
+    _watchers: list[asyncio.Task] = []
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # daphne cancels consumers on shutdown without a disconnect event: release
+            # the subdomain anyway, so a restarted server can give it back.
+            if self.session is not None:
+                await self.session.ended()
 
     async def connect(self) -> None:
         client = self.scope.get("client") or ("?", 0)
@@ -54,7 +63,8 @@ class TunnelConsumer(AsyncWebsocketConsumer):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.session.ended()
+        if self.session is not None:
+            await self.session.ended()
 
     # Channel-layer messages from views (see tunnels.relay).
 
@@ -69,3 +79,6 @@ class TunnelConsumer(AsyncWebsocketConsumer):
 
     async def tunnel_cancel(self, event) -> None:
         await self.session.cancel_stream(event)
+
+    async def tunnel_replaced(self, event) -> None:
+        await self.close(code=CLOSE_REPLACED, reason="replaced by a newer connection")

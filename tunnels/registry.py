@@ -8,6 +8,11 @@ machines). A subdomain is in one of two states:
 * held: its tunnel disconnected less than a grace period ago; only the same
   token may claim it again, so a reconnecting client keeps its URL.
 
+A claim by the same token also takes a *live* entry over: the client that asks
+for its subdomain back has given up on its old connection, even if the server
+has not noticed yet (a half-open socket, or a process that died). The old
+owner's channel is returned so it can be told to close.
+
 Live entries carry a time-to-live that the owning consumer refreshes, so a
 process that dies without cleaning up frees its subdomains shortly after.
 """
@@ -40,9 +45,16 @@ class RegistryError(Exception):
     """The registry could not be reached or answered nonsense."""
 
 
+@dataclass(frozen=True)
+class Claim:
+    granted: bool
+    #: The channel of the live tunnel this claim took the subdomain from, if any.
+    replaced: str | None = None
+
+
 class Registry(Protocol):
-    async def claim(self, subdomain: str, token_id: int, channel: str) -> bool:
-        """Make ``subdomain`` live on ``channel`` unless another tunnel or hold has it."""
+    async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
+        """Make ``subdomain`` live on ``channel`` unless another token has it."""
 
     async def lookup(self, subdomain: str) -> str | None:
         """Return the channel of the live tunnel for ``subdomain``, if any."""
@@ -63,14 +75,17 @@ def random_subdomain() -> str:
 
 async def claim_subdomain(
     registry: Registry, token_id: int, channel: str, requested: str | None
-) -> str:
-    """Claim ``requested`` if it is free (or held for this token), else a random one."""
-    if requested is not None and await registry.claim(requested, token_id, channel):
-        return requested
+) -> tuple[str, Claim]:
+    """Claim ``requested`` if this token may have it, else a random free one."""
+    if requested is not None:
+        claim = await registry.claim(requested, token_id, channel)
+        if claim.granted:
+            return requested, claim
     for _ in range(CLAIM_ATTEMPTS):
         candidate = random_subdomain()
-        if await registry.claim(candidate, token_id, channel):
-            return candidate
+        claim = await registry.claim(candidate, token_id, channel)
+        if claim.granted:
+            return candidate, claim
     raise RegistryError("no free subdomain found")
 
 
@@ -100,12 +115,14 @@ class MemoryRegistry:
             return None
         return entry
 
-    async def claim(self, subdomain: str, token_id: int, channel: str) -> bool:
+    async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
         entry = self._current(subdomain)
-        if entry is not None and (entry.live or entry.token_id != token_id):
-            return False
+        if entry is not None and entry.token_id != token_id:
+            return Claim(False)
         self._entries[subdomain] = _Entry(True, token_id, channel, self._clock() + LIVE_TTL)
-        return True
+        if entry is not None and entry.live and entry.channel != channel:
+            return Claim(True, replaced=entry.channel)
+        return Claim(True)
 
     async def lookup(self, subdomain: str) -> str | None:
         entry = self._current(subdomain)
@@ -130,15 +147,18 @@ class MemoryRegistry:
 # ---------------------------------------------------------------------------
 # Redis registry
 
-# KEYS[1] = tunnel key; ARGV = new value, token id, ttl in ms.
+# KEYS[1] = tunnel key; ARGV = new value, token id, ttl in ms, new channel.
+# Returns {granted, channel of the live tunnel replaced or ""}.
 _CLAIM = """
+local replaced = ''
 local current = redis.call('GET', KEYS[1])
 if current then
   local entry = cjson.decode(current)
-  if entry.live or tostring(entry.token) ~= ARGV[2] then return 0 end
+  if tostring(entry.token) ~= ARGV[2] then return {0, ''} end
+  if entry.live and entry.channel ~= ARGV[4] then replaced = entry.channel end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
+return {1, replaced}
 """
 # KEYS[1] = tunnel key; ARGV = channel, ttl in ms.
 _REFRESH = """
@@ -182,17 +202,20 @@ class RedisRegistry:
             self._clients[loop] = client
         return client
 
-    async def _eval(self, script: str, key: str, *args: object) -> int:
+    async def _eval(self, script: str, key: str, *args: object):
         try:
-            return int(await self._client().eval(script, 1, key, *args))
+            return await self._client().eval(script, 1, key, *args)
         except Exception as exc:  # redis-py raises a wide tree; callers need one type
             raise RegistryError(f"registry unavailable: {exc.__class__.__name__}") from exc
 
-    async def claim(self, subdomain: str, token_id: int, channel: str) -> bool:
+    async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
         value = json.dumps(
             {"live": True, "token": token_id, "channel": channel, "since": time.time()}
         )
-        return bool(await self._eval(_CLAIM, self.key(subdomain), value, token_id, _ms(LIVE_TTL)))
+        granted, replaced = await self._eval(
+            _CLAIM, self.key(subdomain), value, token_id, _ms(LIVE_TTL), channel
+        )
+        return Claim(bool(granted), replaced.decode() if replaced else None)
 
     async def lookup(self, subdomain: str) -> str | None:
         try:

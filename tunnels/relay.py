@@ -151,6 +151,7 @@ class Stream:
                 return
 
     async def start(self, head: RequestHead, read: BodyReader) -> None:
+        logger.debug("stream %s: opening on %s", self._reply, self._tunnel)
         self._tasks.append(asyncio.create_task(self._receive_loop()))
         self._tasks.append(asyncio.create_task(self._liveness_loop()))
         await self._send(
@@ -227,7 +228,9 @@ async def open_stream(subdomain: str, head: RequestHead, read: BodyReader) -> St
         raise TunnelNotFound(str(exc)) from exc
     if channel is None:
         raise TunnelNotFound(subdomain)
-    stream = Stream(subdomain, channel, await get_channel_layer().new_channel("stream."))
+    # The default prefix matters: channels-redis pops one Redis list per prefix under
+    # a single per-process receive lock, so a second prefix starves the consumers.
+    stream = Stream(subdomain, channel, await get_channel_layer().new_channel())
     try:
         await stream.start(head, read)
     except BaseException:

@@ -69,6 +69,7 @@ class TunnelSession:
         self._requests = 0
         self._bytes_in = 0
         self._bytes_out = 0
+        self._ended = False
 
     # -- wire messages from the client -------------------------------------
 
@@ -150,7 +151,7 @@ class TunnelSession:
             await self._send_text(protocol.encode(protocol.AuthError("invalid token")))
             raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "invalid token")
         try:
-            subdomain = await claim_subdomain(
+            subdomain, claim = await claim_subdomain(
                 self._registry, token.id, self.channel, message.subdomain
             )
         except RegistryError as exc:
@@ -158,6 +159,10 @@ class TunnelSession:
             await self._send_text(protocol.encode(protocol.AuthError("server busy, try again")))
             raise SessionClosed(1013, "try again later") from exc
         self.token_id, self.token_label, self.subdomain = token.id, token.prefix, subdomain
+        if claim.replaced is not None:
+            # The same token's older connection to this subdomain is stale: close it.
+            with contextlib.suppress(ChannelFull):
+                await self._layer.send(claim.replaced, {"type": "tunnel.replaced"})
         url = public_url(subdomain)
         await self._send_text(protocol.encode(protocol.AuthOk(subdomain=subdomain, url=url)))
         logger.info("tunnel %s opened by %s (token %s)", subdomain, self.peer, token.prefix)
@@ -179,6 +184,9 @@ class TunnelSession:
             path=event["path"],
             headers=headers,
             body=event["body"],
+        )
+        logger.debug(
+            "tunnel %s: stream %d %s %s", self.subdomain, stream_id, request.method, request.path
         )
         await self._send_text(protocol.encode(request))
 
@@ -221,7 +229,9 @@ class TunnelSession:
             try:
                 # A lost entry (e.g. Redis restarted) is taken back if nobody else did.
                 kept = await self._registry.refresh(self.subdomain, self.channel) or (
-                    await self._registry.claim(self.subdomain, self.token_id, self.channel)
+                    (
+                        await self._registry.claim(self.subdomain, self.token_id, self.channel)
+                    ).granted
                 )
             except RegistryError as exc:
                 logger.warning("tunnel %s: registry refresh failed: %s", self.subdomain, exc)
@@ -230,13 +240,14 @@ class TunnelSession:
                 raise SessionClosed(protocol.CLOSE_SUBDOMAIN_LOST, "subdomain lost")
 
     async def ended(self) -> None:
-        """Release the subdomain and fail every stream still open."""
+        """Release the subdomain and fail every stream still open. Idempotent."""
         for stream in list(self._streams.values()):
             await self._to_view(stream.reply, {"type": "stream.error", "message": "tunnel closed"})
         self._streams.clear()
         self._by_reply.clear()
-        if self.subdomain is None or self.token_id is None:
+        if self.subdomain is None or self.token_id is None or self._ended:
             return
+        self._ended = True
         with contextlib.suppress(RegistryError):
             await self._registry.release(
                 self.subdomain, self.channel, self.token_id, settings.LUMINET_SUBDOMAIN_GRACE

@@ -10,7 +10,7 @@ import redis
 
 from client.protocol import SUBDOMAIN_RE
 from tunnels import registry
-from tunnels.registry import MemoryRegistry, RedisRegistry, claim_subdomain
+from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, claim_subdomain
 
 REDIS_URL = os.environ.get("LUMINET_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
@@ -82,7 +82,7 @@ def test_claim_lookup_release(make_registry):
 
     async def scenario():
         async with opened(build) as reg:
-            assert await reg.claim("abc123", 1, "chan-a")
+            assert await reg.claim("abc123", 1, "chan-a") == Claim(True)
             assert await reg.lookup("abc123") == "chan-a"
             await reg.release("abc123", "chan-a", 1, grace=60)
             assert await reg.lookup("abc123") is None
@@ -90,16 +90,32 @@ def test_claim_lookup_release(make_registry):
     run(scenario())
 
 
-def test_live_subdomain_is_never_shared(make_registry):
-    """A second tunnel cannot claim a live subdomain, not even with the same token."""
+def test_live_subdomain_is_never_shared_across_tokens(make_registry):
+    """Another token cannot claim a live subdomain."""
     build, _ = make_registry
 
     async def scenario():
         async with opened(build) as reg:
-            assert await reg.claim("abc123", 1, "chan-a")
-            assert not await reg.claim("abc123", 1, "chan-b")
-            assert not await reg.claim("abc123", 2, "chan-c")
+            await reg.claim("abc123", 1, "chan-a")
+            assert await reg.claim("abc123", 2, "chan-b") == Claim(False)
             assert await reg.lookup("abc123") == "chan-a"
+
+    run(scenario())
+
+
+def test_same_token_takes_over_its_live_subdomain(make_registry):
+    """A reconnecting client takes its subdomain from its stale connection, which is named."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-old")
+            assert await reg.claim("abc123", 1, "chan-new") == Claim(True, replaced="chan-old")
+            assert await reg.lookup("abc123") == "chan-new"
+            # The stale owner can neither refresh nor release it any more.
+            assert not await reg.refresh("abc123", "chan-old")
+            await reg.release("abc123", "chan-old", 1, grace=60)
+            assert await reg.lookup("abc123") == "chan-new"
 
     run(scenario())
 
@@ -112,25 +128,23 @@ def test_hold_is_for_the_same_token_until_grace_ends(make_registry):
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-a")
             await reg.release("abc123", "chan-a", 1, grace=60)
-            assert not await reg.claim("abc123", 2, "chan-b")
-            assert await reg.claim("abc123", 1, "chan-c")
+            assert not (await reg.claim("abc123", 2, "chan-b")).granted
+            assert await reg.claim("abc123", 1, "chan-c") == Claim(True)
             await reg.release("abc123", "chan-c", 1, grace=60)
             expire("abc123", 61)
-            assert await reg.claim("abc123", 2, "chan-d")
+            assert (await reg.claim("abc123", 2, "chan-d")).granted
 
     run(scenario())
 
 
-def test_release_by_a_stale_owner_changes_nothing(make_registry):
-    """Only the channel that owns an entry can release or refresh it."""
+def test_refresh_keeps_only_the_owner(make_registry):
+    """Only the channel that owns an entry can refresh it."""
     build, _ = make_registry
 
     async def scenario():
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-a")
-            await reg.release("abc123", "chan-old", 1, grace=60)
-            assert await reg.lookup("abc123") == "chan-a"
-            assert not await reg.refresh("abc123", "chan-old")
+            assert not await reg.refresh("abc123", "chan-other")
             assert await reg.refresh("abc123", "chan-a")
 
     run(scenario())
@@ -145,7 +159,7 @@ def test_unrefreshed_entry_expires(make_registry):
             await reg.claim("abc123", 1, "chan-a")
             expire("abc123", registry.LIVE_TTL + 1)
             assert await reg.lookup("abc123") is None
-            assert await reg.claim("abc123", 2, "chan-b")
+            assert (await reg.claim("abc123", 2, "chan-b")).granted
 
     run(scenario())
 
@@ -156,16 +170,17 @@ def test_claim_subdomain_prefers_the_requested_one(make_registry):
 
     async def scenario():
         async with opened(build) as reg:
-            assert await claim_subdomain(reg, 1, "chan-a", "abc123") == "abc123"
-            other = await claim_subdomain(reg, 2, "chan-b", "abc123")
+            assert (await claim_subdomain(reg, 1, "chan-a", "abc123"))[0] == "abc123"
+            other, claim = await claim_subdomain(reg, 2, "chan-b", "abc123")
             assert other != "abc123"
             assert SUBDOMAIN_RE.fullmatch(other)
+            assert claim == Claim(True)
 
     run(scenario())
 
 
-def test_concurrent_claims_have_one_winner(make_registry):
-    """Of many simultaneous claims of one subdomain, exactly one succeeds."""
+def test_concurrent_claims_by_different_tokens_have_one_winner(make_registry):
+    """Of many simultaneous claims of one subdomain by different tokens, one succeeds."""
     build, _ = make_registry
 
     async def scenario():
@@ -173,6 +188,6 @@ def test_concurrent_claims_have_one_winner(make_registry):
             results = await asyncio.gather(
                 *(reg.claim("abc123", i, f"chan-{i}") for i in range(20))
             )
-            assert sum(results) == 1
+            assert sum(result.granted for result in results) == 1
 
     run(scenario())
