@@ -1,0 +1,237 @@
+"""Fixtures for the end-to-end tests: real daphne, the real client, a real local server.
+
+Every test that uses ``layer`` (directly or through ``tunnel``/``launcher``) runs
+twice: on the embedded in-memory layer and on Redis. Tests that leave the
+processes as they found them share one server and client per layer
+(``tunnel``); tests that stop, restart or time out start their own through
+``launcher``, which stops them again.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from .localserver import LocalServer
+from .processes import Client, Server, clean_environ, manage
+
+#: Our own database number on the shared Redis server; keys also carry a per-run prefix.
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: waits on a server-side timer (about 15 s); deselect with -m 'not slow'"
+    )
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    #: Extra server environment: empty for memory, REDIS_URL and prefix for Redis.
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return clean_environ({"DEBUG": "true", "DATABASE_URL": self.url})
+
+    def issue_token(self, prefix: str) -> Token:
+        """Issue a token with a unique name; the plaintext is the last line of stdout."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        done = manage("issue_token", "--name", name, env=self.env)
+        lines = done.stdout.strip().splitlines()
+        assert lines, f"issue_token printed nothing; stderr:\n{done.stderr}"
+        return Token(name, lines[-1].strip())
+
+    def revoke_token(self, token: Token) -> None:
+        manage("revoke_token", token.name, env=self.env)
+
+
+class Launcher:
+    """Starts servers and clients for one layer and stops them all in ``close()``."""
+
+    def __init__(self, database: Database, layer: Layer, home: Path) -> None:
+        self.database = database
+        self.layer = layer
+        self.home = home
+        self._processes: list[Server | Client] = []
+
+    def server_env(self, **settings: str) -> dict[str, str]:
+        env = self.database.env
+        env.update(self.layer.env)
+        env.update(
+            {
+                "LUMINET_PUBLIC_URL": "http://localhost",
+                "LUMINET_REQUEST_TIMEOUT": "10",
+                "LUMINET_SUBDOMAIN_GRACE": "60",
+            }
+        )
+        env.update(settings)
+        return env
+
+    def server(self, port: int = 0, name: str = "server", **settings: str) -> Server:
+        """Start a server; ``settings`` are LUMINET_* overrides, e.g. LUMINET_REQUEST_TIMEOUT."""
+        server = Server(self.server_env(**settings), port=port, name=f"{name}[{self.layer.name}]")
+        self._processes.append(server)
+        return server
+
+    def client(
+        self,
+        server: Server | str,
+        token: Token,
+        local_port: int,
+        *,
+        token_flag: bool = False,
+        name: str = "client",
+    ) -> Client:
+        """Start a client for ``server`` (a Server, or a ws:// URL such as a proxy's)."""
+        client = Client(
+            server_url=server if isinstance(server, str) else server.ws_url,
+            local_port=local_port,
+            token=token.value,
+            home=self.home,
+            token_flag=token_flag,
+            name=f"{name}[{self.layer.name}]",
+        )
+        self._processes.append(client)
+        return client
+
+    def describe(self) -> str:
+        return "\n".join(p.describe() for p in self._processes)
+
+    def close(self) -> None:
+        # Clients first, so they do not spend the teardown reconnecting.
+        for process in sorted(self._processes, key=lambda p: not isinstance(p, Client)):
+            process.stop()
+        self._processes.clear()
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A server, a connected client and the local server behind it."""
+
+    server: Server
+    client: Client
+    local: LocalServer
+    url: str
+    subdomain: str
+
+    @property
+    def host(self) -> str:
+        return f"{self.subdomain}.localhost"
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
+    path = tmp_path_factory.mktemp("db") / "db.sqlite3"
+    db = Database(f"sqlite:///{path}")
+    manage("migrate", "--noinput", env=db.env)
+    return db
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty HOME, so the machine's ~/.tunnel/config never reaches the client."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="session")
+def dev_token(database: Database) -> Token:
+    """A valid token for every test that does not revoke it."""
+    return database.issue_token("e2e-dev")
+
+
+@pytest.fixture(scope="session")
+def local_server() -> Iterator[LocalServer]:
+    server = LocalServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_env() -> Iterator[dict[str, str]]:
+    """REDIS_URL and a key prefix of our own; deletes only our keys afterwards."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI=true: Redis is required)")
+        pytest.skip(message)
+    prefix = f"lmtest-{uuid.uuid4().hex}:"
+    try:
+        yield {"REDIS_URL": REDIS_URL, "LUMINET_REDIS_PREFIX": prefix}
+    finally:
+        # Never FLUSHDB: the Redis server is shared. SCAN is bounded by the keyspace.
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+        client.close()
+
+
+@pytest.fixture(scope="session", params=["memory", "redis"])
+def layer(request: pytest.FixtureRequest) -> Layer:
+    if request.param == "memory":
+        return Layer("memory", {})
+    return Layer("redis", request.getfixturevalue("redis_env"))
+
+
+@pytest.fixture(scope="session")
+def tunnel(
+    layer: Layer, database: Database, dev_token: Token, local_server: LocalServer, home: Path
+) -> Iterator[Tunnel]:
+    """One server and one connected client per layer, shared by tests that leave them be."""
+    launcher = Launcher(database, layer, home)
+    try:
+        server = launcher.server(name="shared-server")
+        client = launcher.client(server, dev_token, local_server.port, name="shared-client")
+        _, url, subdomain = client.wait_active()
+        yield Tunnel(server, client, local_server, url, subdomain)
+    finally:
+        launcher.close()
+
+
+@pytest.fixture
+def launcher(layer: Layer, database: Database, home: Path) -> Iterator[Launcher]:
+    """Start dedicated servers and clients; all are stopped after the test."""
+    launcher = Launcher(database, layer, home)
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique string for paths and names, so tests sharing a server never collide."""
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,235 @@
+"""Real processes for the end-to-end tests: the server (daphne), the client, manage.py.
+
+Every wait has a deadline and every failure shows the process's own output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+#: Seconds for the server to import Django and start listening.
+SERVER_START_TIMEOUT = 30.0
+#: Seconds for a client to connect and authenticate.
+CLIENT_START_TIMEOUT = 20.0
+#: Seconds a process gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 10.0
+#: Seconds for one manage.py command.
+MANAGE_TIMEOUT = 60.0
+
+LISTENING_RE = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
+ACTIVE_RE = r"Tunnel active: (http://([a-z0-9]+)\.localhost)\s*$"
+DOWN_RE = r"Tunnel down \(.*\); reconnecting in"
+
+#: Variables of ours, or read by the server or client, that must come only from the test.
+_DROPPED = {"REDIS_URL", "DATABASE_URL", "SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE"}
+_DROPPED_PREFIXES = ("LUMINET_", "TUNNEL_")
+
+
+class LineNotFound(AssertionError):
+    pass
+
+
+def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
+    """The test runner's environment without our settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _DROPPED and not k.startswith(_DROPPED_PREFIXES)
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class LineLog:
+    """Lines of one output stream, collected by a thread; wait for one with a deadline."""
+
+    def __init__(self, stream: IO[bytes], name: str) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), name=name, daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
+        finally:
+            stream.close()
+            with self._cond:
+                self.closed = True
+                self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float, start: int = 0) -> tuple[int, re.Match[str]]:
+        """Return the index and match of the first line at or after ``start`` matching."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        index = start
+        with self._cond:
+            while True:
+                while index < len(self.lines):
+                    match = regex.search(self.lines[index])
+                    if match:
+                        return index, match
+                    index += 1
+                remaining = deadline - time.monotonic()
+                if self.closed or remaining <= 0:
+                    why = "the stream ended" if self.closed else f"{timeout} s passed"
+                    raise LineNotFound(f"no line matching {pattern!r}: {why}")
+                self._cond.wait(remaining)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def text(self, last: int = 60) -> str:
+        with self._cond:
+            return "\n".join(self.lines[-last:])
+
+
+class Process:
+    """A child process whose output is read by threads; stopped by whoever started it."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], *, merge: bool) -> None:
+        self.name = name
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        self.stdout = LineLog(self.proc.stdout, f"{name}-stdout")
+        self.stderr = self.stdout
+        if not merge:
+            assert self.proc.stderr is not None
+            self.stderr = LineLog(self.proc.stderr, f"{name}-stderr")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end by itself and return its exit status."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{self.name} still running after {timeout} s\n{self.describe()}"
+            ) from None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` (SIGTERM or SIGKILL), then kill if it lingers; reap the process."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT)
+        self.stdout.join(STOP_TIMEOUT)
+        self.stderr.join(STOP_TIMEOUT)
+
+    def describe(self) -> str:
+        state = "running" if self.proc.poll() is None else f"exit status {self.proc.returncode}"
+        parts = [f"--- {self.name} ({state}): {' '.join(self.argv[1:])}"]
+        if self.stderr is self.stdout:
+            parts.append(self.stdout.text())
+        else:
+            parts += ["--- stdout:", self.stdout.text(), "--- stderr:", self.stderr.text()]
+        return "\n".join(parts)
+
+
+class Server(Process):
+    """``manage.py serve`` on 127.0.0.1; ``port`` is known once daphne says it listens."""
+
+    def __init__(self, env: Mapping[str, str], port: int = 0, name: str = "server") -> None:
+        argv = [PYTHON, "manage.py", "serve", "--bind", "127.0.0.1", "--port", str(port)]
+        super().__init__(name, argv, env, merge=True)
+        try:
+            _, match = self.stdout.wait_for(LISTENING_RE, SERVER_START_TIMEOUT)
+        except LineNotFound as exc:
+            self.stop()
+            raise AssertionError(f"{name} did not start: {exc}\n{self.describe()}") from None
+        self.port = int(match[1])
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/tunnel"
+
+
+class Client(Process):
+    """``python -m client`` forwarding to a local port on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        server_url: str,
+        local_port: int,
+        token: str,
+        home: Path,
+        token_flag: bool = False,
+        name: str = "client",
+    ) -> None:
+        argv = [PYTHON, "-m", "client", "--port", str(local_port), "--host", "127.0.0.1"]
+        argv += ["--server", server_url]
+        env = clean_environ({"HOME": str(home)})
+        if token_flag:
+            argv += ["--token", token]
+        else:
+            env["TUNNEL_TOKEN"] = token
+        super().__init__(name, argv, env, merge=False)
+        self.local_port = local_port
+
+    def wait_active(
+        self, start: int = 0, timeout: float = CLIENT_START_TIMEOUT
+    ) -> tuple[int, str, str]:
+        """Wait for ``Tunnel active: <url>``; return its line index, the URL and the subdomain."""
+        try:
+            index, match = self.stdout.wait_for(ACTIVE_RE, timeout, start)
+        except LineNotFound as exc:
+            raise AssertionError(f"{self.name} did not connect: {exc}\n{self.describe()}") from None
+        return index, match[1], match[2]
+
+
+def manage(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one manage.py command; fail the test with its output if it fails."""
+    try:
+        done = subprocess.run(
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=MANAGE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"manage.py {' '.join(args)} took over {exc.timeout} s") from None
+    if done.returncode != 0:
+        raise AssertionError(
+            f"manage.py {' '.join(args)} failed with {done.returncode}\n"
+            f"--- stdout:\n{done.stdout}\n--- stderr:\n{done.stderr}"
+        )
+    return done

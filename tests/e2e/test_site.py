@@ -1,0 +1,105 @@
+"""The server's own answers: health, unknown hosts, and the 502/504 errors of a tunnel."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from . import rawclient
+from .conftest import Launcher, Token, Tunnel
+from .localserver import LocalServer, Reply
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections: bound, so nobody else takes it, but not listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def test_health(tunnel: Tunnel) -> None:
+    """GET /health on the main host answers 200 with a JSON body."""
+    response = rawclient.request(tunnel.port, "GET", "/health", "localhost")
+    assert response.status == 200
+    assert isinstance(json.loads(response.body), dict)
+    assert (response.value("Content-Type") or "").startswith("application/json")
+
+
+@pytest.mark.parametrize("host", ["example.com", "a.b.localhost", "localhost.example.com"])
+def test_unknown_host_is_400(tunnel: Tunnel, host: str) -> None:
+    """A Host that is neither the main host nor one tunnel label under it gets 400."""
+    response = rawclient.request(tunnel.port, "GET", "/health", host)
+    assert response.status == 400
+
+
+def test_site_paths_on_tunnel_host_are_forwarded(tunnel: Tunnel, uid: str) -> None:
+    """/health and /admin/ on a tunnel host reach the local server, not the site."""
+    for path in ("/health", "/admin/"):
+        response = rawclient.request(
+            tunnel.port, "GET", path, tunnel.host, [("X-Test-Id", f"{uid}{path}")]
+        )
+        assert (response.status, response.body) == (200, b"ok")
+        tunnel.local.wait_for(lambda r, p=path: r.value("X-Test-Id") == f"{uid}{p}")
+
+
+def test_no_tunnel_is_502(tunnel: Tunnel) -> None:
+    """A subdomain with no live tunnel gets 502 and Luminet-Error: tunnel-not-found."""
+    # Generated subdomains never contain "-", so this one is never live.
+    response = rawclient.request(tunnel.port, "GET", "/", "no-such-tunnel.localhost")
+    assert response.status == 502
+    assert response.value("Luminet-Error") == "tunnel-not-found"
+
+
+def test_client_prints_banner_and_one_line_per_request(tunnel: Tunnel, uid: str) -> None:
+    """The client prints where it forwards, then a line with method, path and status."""
+    tunnel.client.stdout.wait_for(
+        rf"forwarding to http://127\.0\.0\.1:{tunnel.local.port}\b", timeout=1
+    )
+    tunnel.local.route(f"/{uid}/logged", Reply(status=201, body=b""))
+    response = rawclient.request(tunnel.port, "PUT", f"/{uid}/logged", tunnel.host)
+    assert response.status == 201
+    tunnel.client.stdout.wait_for(rf"PUT\s+/{uid}/logged\b.*\b201\b", timeout=10)
+
+
+def test_local_server_refusing_is_502(
+    launcher: Launcher, tunnel: Tunnel, dev_token: Token, refusing_port: int
+) -> None:
+    """Nothing listening locally: 502 with Luminet-Error: local-error; the client keeps going."""
+    client = launcher.client(tunnel.server, dev_token, refusing_port, name="refused-client")
+    _, _, subdomain = client.wait_active()
+    for _ in range(2):
+        response = rawclient.request(tunnel.port, "GET", "/", f"{subdomain}.localhost")
+        assert response.status == 502, client.describe()
+        assert response.value("Luminet-Error") == "local-error"
+    assert client.running(), client.describe()
+
+
+def test_slow_local_server_is_504(
+    launcher: Launcher, local_server: LocalServer, dev_token: Token, uid: str
+) -> None:
+    """No response start within LUMINET_REQUEST_TIMEOUT: 504 local-timeout; the tunnel lives on."""
+    server = launcher.server(name="timeout-server", LUMINET_REQUEST_TIMEOUT="2")
+    client = launcher.client(server, dev_token, local_server.port, name="timeout-client")
+    _, _, subdomain = client.wait_active()
+    host = f"{subdomain}.localhost"
+    local_server.route(f"/{uid}/slow", Reply(delay=8))
+
+    started = time.monotonic()
+    response = rawclient.request(server.port, "GET", f"/{uid}/slow", host)
+    elapsed = time.monotonic() - started
+
+    assert response.status == 504, launcher.describe()
+    assert response.value("Luminet-Error") == "local-timeout"
+    assert 1.5 <= elapsed < 6, f"answered after {elapsed:.1f} s with a 2 s timeout"
+    after = rawclient.request(server.port, "GET", f"/{uid}/after", host)
+    assert (after.status, after.body) == (200, b"ok")

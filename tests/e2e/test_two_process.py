@@ -1,0 +1,55 @@
+"""Two server processes on one Redis: a tunnel on one serves requests landing on the other."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from . import rawclient
+from .conftest import Database, Launcher, Layer, Token
+from .localserver import LocalServer, Reply
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def redis_launcher(redis_env: dict[str, str], database: Database, home: Path) -> Iterator[Launcher]:
+    """Like ``launcher``, always on Redis: the in-memory layer cannot span processes."""
+    launcher = Launcher(database, Layer("redis", redis_env), home)
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+def test_request_to_other_process_reaches_tunnel(
+    redis_launcher: Launcher, local_server: LocalServer, dev_token: Token, uid: str
+) -> None:
+    """Client on server A; public requests to server B are answered by the local server."""
+    server_a = redis_launcher.server(name="server-a")
+    server_b = redis_launcher.server(name="server-b")
+    client = redis_launcher.client(server_a, dev_token, local_server.port, name="client-on-a")
+    _, _, subdomain = client.wait_active()
+    host = f"{subdomain}.localhost"
+
+    upload = os.urandom(300 * 1024) + bytes(range(256))
+    download = os.urandom(2 * 1024 * 1024)
+    local_server.route(
+        f"/{uid}/via-b", Reply(status=201, headers=(("X-From", "local"),), body=download)
+    )
+    response = rawclient.request(server_b.port, "POST", f"/{uid}/via-b?q=1", host, body=upload)
+
+    assert response.status == 201, redis_launcher.describe()
+    assert response.values("X-From") == ["local"]
+    assert response.body == download
+    seen = local_server.only(f"/{uid}/via-b")
+    assert (seen.target, seen.body) == (f"/{uid}/via-b?q=1", upload)
+
+    on_a = rawclient.request(server_a.port, "GET", f"/{uid}/via-a", host)
+    assert (on_a.status, on_a.body) == (200, b"ok")
+    missing = rawclient.request(server_b.port, "GET", "/", "no-such-tunnel.localhost")
+    assert missing.status == 502
+    assert missing.value("Luminet-Error") == "tunnel-not-found"
