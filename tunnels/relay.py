@@ -107,6 +107,7 @@ class Stream:
         self._credit_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._finished = False
+        self._last_progress = asyncio.get_running_loop().time()
 
     async def _send(self, message: dict) -> None:
         message["reply"] = self._reply
@@ -122,6 +123,7 @@ class Stream:
             if message["type"] == "stream.window":
                 self._credit += message["chunks"]
                 self._credit_changed.set()
+                self._last_progress = asyncio.get_running_loop().time()
             else:
                 self._inbox.put_nowait(message)
 
@@ -173,11 +175,20 @@ class Stream:
             self._inbox.put_nowait({"type": "stream.error", "message": str(exc)})
 
     async def response(self, timeout: float) -> ResponseHead:
-        """Wait for the response head; raise a TunnelError subclass if none comes."""
-        try:
-            message = await asyncio.wait_for(self._inbox.get(), timeout)
-        except TimeoutError as exc:
-            raise TunnelTimeout(f"no response within {timeout:g} s") from exc
+        """Wait for the response head; raise a TunnelError subclass if none comes.
+
+        The clock restarts whenever the local server takes a chunk of the request
+        body, so a long upload is not mistaken for a silent local server.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = self._last_progress + timeout - loop.time()
+            try:
+                message = await asyncio.wait_for(self._inbox.get(), max(remaining, 0))
+                break
+            except TimeoutError as exc:
+                if self._last_progress + timeout <= loop.time():
+                    raise TunnelTimeout(f"no response within {timeout:g} s") from exc
         if message["type"] == "stream.error":
             self._finished = True  # the consumer has forgotten the stream already
             raise LocalServerError(message["message"])

@@ -1,9 +1,11 @@
-"""``manage.py serve``: run the Luminet server (daphne on tunnelsite.asgi)."""
+"""``manage.py serve``: run the Luminet server (daphne, fixed, on tunnelsite.asgi)."""
 
 from __future__ import annotations
 
 from daphne.cli import CommandLineInterface
 from django.core.management.base import BaseCommand, CommandError
+
+from tunnelsite.server import LuminetServer
 
 
 class Command(BaseCommand):
@@ -34,4 +36,6 @@ class Command(BaseCommand):
         ]
         if proxy_headers:
             daphne_args.append("--proxy-headers")
-        CommandLineInterface().run([*daphne_args, "tunnelsite.asgi:application"])
+        cli = CommandLineInterface()
+        cli.server_class = LuminetServer
+        cli.run([*daphne_args, "tunnelsite.asgi:application"])
