@@ -60,8 +60,14 @@ CLOSE_REPLACED = 4410
 
 # Binary frame layout.
 FRAME_HEADER = struct.Struct(">BBI")
-FRAME_DATA = 0x01
+FRAME_DATA = 0x01  # HTTP body bytes
+FRAME_WS_TEXT = 0x02  # a fragment of a WebSocket text message (UTF-8 bytes)
+FRAME_WS_BINARY = 0x03  # a fragment of a WebSocket binary message
+#: On DATA: the last chunk of the body. On WS_*: the last fragment of the message.
 FLAG_END_STREAM = 0x01
+FLAG_FIN = 0x01
+#: Largest WebSocket message relayed either way (reassembled from fragments).
+MAX_WS_MESSAGE = 16 * 1024 * 1024
 
 # RFC 9110 section 5.6.2: token = 1*tchar.
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -159,6 +165,46 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class WsOpen:
+    """Server -> client: open stream ``stream`` as a WebSocket to the local server."""
+
+    stream: int
+    path: str
+    headers: Headers = field(default_factory=list)
+    subprotocols: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WsAccept:
+    """Client -> server: the local server accepted the WebSocket."""
+
+    stream: int
+    subprotocol: str | None = None
+
+
+@dataclass(frozen=True)
+class WsReject:
+    """Client -> server: the local server refused the handshake with this response."""
+
+    stream: int
+    status: int
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WsClose:
+    """Either way: the WebSocket of ``stream`` closed with ``code`` and ``reason``.
+
+    ``code`` None means no status code (1005); 1006 means the connection dropped
+    without a closing handshake.
+    """
+
+    stream: int
+    code: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Data:
     """Either way, as a binary frame: body bytes of ``stream``."""
 
@@ -167,8 +213,32 @@ class Data:
     end: bool = False
 
 
-ControlMessage = Auth | AuthOk | AuthError | Request | Response | Window | StreamError | Cancel
-Message = ControlMessage | Data
+@dataclass(frozen=True)
+class WsFrame:
+    """Either way, as a binary frame: a fragment of a WebSocket message of ``stream``."""
+
+    stream: int
+    payload: bytes
+    text: bool = False
+    fin: bool = True
+
+
+ControlMessage = (
+    Auth
+    | AuthOk
+    | AuthError
+    | Request
+    | Response
+    | Window
+    | StreamError
+    | Cancel
+    | WsOpen
+    | WsAccept
+    | WsReject
+    | WsClose
+)
+BinaryMessage = Data | WsFrame
+Message = ControlMessage | BinaryMessage
 
 _TYPE_NAMES: dict[type, str] = {
     Auth: "auth",
@@ -179,6 +249,10 @@ _TYPE_NAMES: dict[type, str] = {
     Window: "window",
     StreamError: "error",
     Cancel: "cancel",
+    WsOpen: "ws_open",
+    WsAccept: "ws_accept",
+    WsReject: "ws_reject",
+    WsClose: "ws_close",
 }
 
 
@@ -195,29 +269,36 @@ def encode(message: ControlMessage) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True)
 
 
-def encode_data(message: Data) -> bytes:
-    """Return the binary frame for a chunk of body bytes."""
-    flags = FLAG_END_STREAM if message.end else 0
-    return FRAME_HEADER.pack(FRAME_DATA, flags, message.stream) + message.payload
+def encode_data(message: BinaryMessage) -> bytes:
+    """Return the binary frame for a body chunk or a WebSocket fragment."""
+    if isinstance(message, Data):
+        kind, flags = FRAME_DATA, FLAG_END_STREAM if message.end else 0
+    else:
+        kind = FRAME_WS_TEXT if message.text else FRAME_WS_BINARY
+        flags = FLAG_FIN if message.fin else 0
+    return FRAME_HEADER.pack(kind, flags, message.stream) + message.payload
 
 
 # ---------------------------------------------------------------------------
 # Decoding
 
 
-def decode_data(frame: bytes) -> Data:
+def decode_data(frame: bytes) -> BinaryMessage:
     """Parse a binary frame."""
     if len(frame) < FRAME_HEADER.size:
         raise ProtocolError("binary frame shorter than its header")
     kind, flags, stream = FRAME_HEADER.unpack_from(frame)
-    if kind != FRAME_DATA:
+    if kind not in (FRAME_DATA, FRAME_WS_TEXT, FRAME_WS_BINARY):
         raise ProtocolError(f"unknown binary frame kind {kind}")
     if flags & ~FLAG_END_STREAM:
         raise ProtocolError(f"unknown frame flags {flags:#x}")
     if len(frame) - FRAME_HEADER.size > CHUNK_SIZE:
         raise ProtocolError("chunk larger than CHUNK_SIZE")
     _check_stream(stream)
-    return Data(stream, bytes(frame[FRAME_HEADER.size :]), bool(flags & FLAG_END_STREAM))
+    payload = bytes(frame[FRAME_HEADER.size :])
+    if kind == FRAME_DATA:
+        return Data(stream, payload, bool(flags & FLAG_END_STREAM))
+    return WsFrame(stream, payload, text=kind == FRAME_WS_TEXT, fin=bool(flags & FLAG_FIN))
 
 
 def decode(text: str | bytes) -> ControlMessage:
@@ -273,6 +354,40 @@ def decode(text: str | bytes) -> ControlMessage:
             return StreamError(stream=_stream(raw), message=_str(raw, "message")[:500])
         case "cancel":
             return Cancel(stream=_stream(raw))
+        case "ws_open":
+            path = _str(raw, "path")
+            validate_target("GET", path)
+            subprotocols = raw.get("subprotocols", [])
+            if not (
+                isinstance(subprotocols, list)
+                and len(subprotocols) <= 64
+                and all(isinstance(p, str) and _TOKEN_RE.fullmatch(p) for p in subprotocols)
+            ):
+                raise ProtocolError("subprotocols must be a list of tokens")
+            return WsOpen(
+                stream=_stream(raw), path=path, headers=_headers(raw), subprotocols=subprotocols
+            )
+        case "ws_accept":
+            subprotocol = _optional_str(raw, "subprotocol")
+            if subprotocol is not None and not _TOKEN_RE.fullmatch(subprotocol):
+                raise ProtocolError("subprotocol must be a token")
+            return WsAccept(stream=_stream(raw), subprotocol=subprotocol)
+        case "ws_reject":
+            status = _int(raw, "status")
+            if not 100 <= status <= 599 or status == 101:
+                raise ProtocolError("refusal status out of range")
+            return WsReject(stream=_stream(raw), status=status, headers=_headers(raw))
+        case "ws_close":
+            code = raw.get("code")
+            if code is not None and (
+                not isinstance(code, int) or isinstance(code, bool) or not 1000 <= code <= 4999
+            ):
+                raise ProtocolError("close code out of range")
+            reason = raw.get("reason", "")
+            # RFC 6455 section 5.5: a close frame's payload is at most 125 bytes.
+            if not isinstance(reason, str) or len(reason.encode("utf-8", "replace")) > 123:
+                raise ProtocolError("close reason must be a string of at most 123 bytes")
+            return WsClose(stream=_stream(raw), code=code, reason=reason)
         case _:
             raise ProtocolError(f"unknown message type {kind!r}")
 

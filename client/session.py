@@ -25,6 +25,7 @@ from . import protocol
 from .config import Config
 from .forward import ConnectionPool, Exchange, LocalError
 from .protocol import WINDOW_CHUNKS, ProtocolError
+from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Tunnel:
         self._send_lock = threading.Lock()
         self._print_lock = threading.Lock()
         self._streams: dict[int, ClientStream] = {}
+        self._sockets: dict[int, LocalSocket] = {}
         self._streams_lock = threading.Lock()
         self._pool = ConnectionPool(config.local_host, config.local_port, config.max_concurrency)
         self._workers = ThreadPoolExecutor(
@@ -127,7 +129,7 @@ class Tunnel:
     def send(self, message: protocol.ControlMessage) -> None:
         self._send_frame(protocol.encode(message), websocket.ABNF.OPCODE_TEXT)
 
-    def send_data(self, message: protocol.Data) -> None:
+    def send_data(self, message: protocol.BinaryMessage) -> None:
         self._send_frame(protocol.encode_data(message), websocket.ABNF.OPCODE_BINARY)
 
     def _send_frame(self, payload, opcode: int) -> None:
@@ -164,9 +166,13 @@ class Tunnel:
             self._closed.set()
             with self._streams_lock:
                 streams = list(self._streams.values())
+                sockets = list(self._sockets.values())
                 self._streams.clear()
+                self._sockets.clear()
             for stream in streams:
                 stream.cancel()
+            for socket in sockets:
+                socket.abort()
             self._workers.shutdown(wait=False, cancel_futures=True)
             self._pool.close()
             with contextlib.suppress(OSError, websocket.WebSocketException):
@@ -189,22 +195,51 @@ class Tunnel:
                         raise ProtocolError(f"stream {message.stream} opened twice")
                     self._streams[message.stream] = stream
                 self._workers.submit(self._serve, stream)
+            case protocol.WsOpen():
+                socket = LocalSocket(
+                    message, self._config.local_host, self._config.local_port, self._send_any
+                )
+                socket.on_done = self._socket_done
+                with self._streams_lock:
+                    if message.stream in self._streams or message.stream in self._sockets:
+                        raise ProtocolError(f"stream {message.stream} opened twice")
+                    self._sockets[message.stream] = socket
+                socket.start()
+                self._log_line(f"{'WS':<7} {message.path}  open")
             case protocol.Window(stream=stream_id, chunks=chunks):
                 stream = self._stream(stream_id)
                 if stream is not None:
                     stream.credit.release(chunks)
+                elif (socket := self._socket(stream_id)) is not None:
+                    socket.credit(chunks)
             case protocol.Cancel(stream=stream_id):
                 stream = self._stream(stream_id)
                 if stream is not None:
                     stream.cancel()
+                elif (socket := self._socket(stream_id)) is not None:
+                    socket.abort()
+            case protocol.WsClose(stream=stream_id):
+                if (socket := self._socket(stream_id)) is not None:
+                    socket.close_from_public(message)
             case protocol.AuthError(message=text):
                 raise AuthFailed(text)
-            case protocol.Auth() | protocol.AuthOk() | protocol.Response() | protocol.StreamError():
+            case (
+                protocol.Auth()
+                | protocol.AuthOk()
+                | protocol.Response()
+                | protocol.StreamError()
+                | protocol.WsAccept()
+                | protocol.WsReject()
+            ):
                 raise ProtocolError(f"unexpected {type(message).__name__} from the server")
             case _:
                 assert_never(message)
 
-    def _received_data(self, message: protocol.Data) -> None:
+    def _received_data(self, message: protocol.BinaryMessage) -> None:
+        if isinstance(message, protocol.WsFrame):
+            if (socket := self._socket(message.stream)) is not None:
+                socket.frame(message)
+            return
         stream = self._stream(message.stream)
         if stream is None:
             return  # finished or cancelled meanwhile
@@ -213,6 +248,24 @@ class Tunnel:
     def _stream(self, stream_id: int) -> ClientStream | None:
         with self._streams_lock:
             return self._streams.get(stream_id)
+
+    def _socket(self, stream_id: int) -> LocalSocket | None:
+        with self._streams_lock:
+            return self._sockets.get(stream_id)
+
+    def _socket_done(self, stream_id: int) -> None:
+        with self._streams_lock:
+            socket = self._sockets.pop(stream_id, None)
+        if socket is not None:
+            self._log_line(f"{'WS':<7} stream {stream_id}  closed")
+
+    def _send_any(self, message: protocol.Message) -> None:
+        """Send from a socket thread; a lost tunnel ends that socket, not the thread."""
+        with contextlib.suppress(ConnectionLost):
+            if isinstance(message, (protocol.Data, protocol.WsFrame)):
+                self.send_data(message)
+            else:
+                self.send(message)
 
     # -- one stream, on a worker thread ----------------------------------------
 
@@ -265,12 +318,11 @@ class Tunnel:
             self.send(message)
 
     def _log(self, request: protocol.Request, status: int | str, seconds: float) -> None:
+        self._log_line(f"{request.method:<7} {request.path}  {status}  {seconds * 1000:.0f} ms")
+
+    def _log_line(self, line: str) -> None:
         with self._print_lock:
-            print(
-                f"{request.method:<7} {request.path}  {status}  {seconds * 1000:.0f} ms",
-                file=self._out,
-                flush=True,
-            )
+            print(line, file=self._out, flush=True)
 
 
 def _closed_by_server(payload: bytes) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT, CLOSE_REPLACED
 
 from .session import SessionClosed, TunnelSession
+from .sockets import SocketBridge
 
 
 class TunnelConsumer(AsyncWebsocketConsumer):
@@ -80,5 +83,51 @@ class TunnelConsumer(AsyncWebsocketConsumer):
     async def tunnel_cancel(self, event) -> None:
         await self.session.cancel_stream(event)
 
+    async def tunnel_ws_open(self, event) -> None:
+        await self.session.open_socket(event)
+
+    async def tunnel_ws_frame(self, event) -> None:
+        await self.session.socket_frame(event)
+
+    async def tunnel_ws_close(self, event) -> None:
+        await self.session.close_socket(event)
+
     async def tunnel_replaced(self, event) -> None:
         await self.close(code=CLOSE_REPLACED, reason="replaced by a newer connection")
+
+
+class PublicSocketConsumer(AsyncConsumer):
+    """A public WebSocket on a tunnel host, bridged to the local server."""
+
+    bridge: SocketBridge
+
+    async def websocket_connect(self, message) -> None:
+        self.bridge = SocketBridge(self.scope, self.channel_name, self.send)
+        await self.bridge.connect()
+
+    async def websocket_receive(self, message) -> None:
+        await self.bridge.public_message(message.get("text"), message.get("bytes"))
+
+    async def websocket_disconnect(self, message) -> None:
+        await self.bridge.public_closed(message.get("code"), message.get("reason") or "")
+        raise StopConsumer
+
+    # Channel-layer messages from the tunnel consumer (see tunnels.sockets).
+
+    async def stream_ws_accept(self, event) -> None:
+        await self.bridge.accepted(event["subprotocol"])
+
+    async def stream_ws_reject(self, event) -> None:
+        await self.bridge.rejected(event["status"])
+
+    async def stream_ws_frame(self, event) -> None:
+        await self.bridge.frame(event["data"], event["text"], event["fin"])
+
+    async def stream_window(self, event) -> None:
+        await self.bridge.credit(event["chunks"])
+
+    async def stream_ws_close(self, event) -> None:
+        await self.bridge.local_closed(event["code"], event["reason"])
+
+    async def stream_error(self, event) -> None:
+        await self.bridge.failed(event["message"])

@@ -24,9 +24,13 @@ class InvalidRequest(Exception):
     """The public request cannot be expressed on the tunnel (e.g. a malformed target)."""
 
 
-def request_head(request: HttpRequest) -> relay.RequestHead:
-    """Describe the public request for the local server, adding X-Forwarded-* headers."""
-    scope = request.scope  # type: ignore[attr-defined]
+def forwarded(scope: dict, method: str, drop: frozenset[str] = frozenset()) -> tuple[str, Headers]:
+    """Return the raw target and the headers to send on for an ASGI scope.
+
+    Hop-by-hop fields and ``drop`` go; X-Forwarded-For gains the public client's
+    address; X-Forwarded-Proto and -Host are set by us. Raises InvalidRequest if the
+    result cannot travel on the tunnel.
+    """
     path = scope.get("raw_path") or scope["path"].encode()
     target = path.decode("latin-1")
     if scope.get("query_string"):
@@ -34,7 +38,8 @@ def request_head(request: HttpRequest) -> relay.RequestHead:
     received: Headers = [
         (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
     ]
-    headers = [pair for pair in protocol.end_to_end(received) if pair[0].lower() not in _REPLACED]
+    unwanted = _REPLACED | drop
+    headers = [pair for pair in protocol.end_to_end(received) if pair[0].lower() not in unwanted]
     forwarded_for = [v for n, v in headers if n.lower() == "x-forwarded-for"]
     headers = [pair for pair in headers if pair[0].lower() != "x-forwarded-for"]
     client = scope.get("client")
@@ -47,13 +52,22 @@ def request_head(request: HttpRequest) -> relay.RequestHead:
     if host:
         headers.append(("x-forwarded-host", host[0]))
     try:
-        protocol.validate_target(request.method or "GET", target)
+        protocol.validate_target(method, target)
         protocol.validate_headers(headers)
     except ProtocolError as exc:
         raise InvalidRequest(str(exc)) from exc
-    return relay.RequestHead(
-        method=request.method or "GET", path=target, headers=headers, body=_has_body(received)
-    )
+    return target, headers
+
+
+def request_head(request: HttpRequest) -> relay.RequestHead:
+    """Describe the public request for the local server."""
+    scope = request.scope  # type: ignore[attr-defined]
+    method = request.method or "GET"
+    target, headers = forwarded(scope, method)
+    received = [
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+    ]
+    return relay.RequestHead(method=method, path=target, headers=headers, body=_has_body(received))
 
 
 def _has_body(headers: Headers) -> bool:

@@ -128,17 +128,8 @@ class Stream:
                 self._inbox.put_nowait(message)
 
     async def _liveness_loop(self) -> None:
-        """Fail the stream if its tunnel is no longer registered on the same channel."""
-        registry = get_registry()
-        while True:
-            await asyncio.sleep(LIVENESS_INTERVAL)
-            try:
-                channel = await registry.lookup(self.subdomain)
-            except RegistryError:
-                continue  # unknown is not gone; the next check decides
-            if channel != self._tunnel:
-                self._inbox.put_nowait({"type": "stream.error", "message": "tunnel closed"})
-                return
+        await tunnel_gone(self.subdomain, self._tunnel)
+        self._inbox.put_nowait({"type": "stream.error", "message": "tunnel closed"})
 
     async def _send_body(self, read: BodyReader) -> None:
         while True:
@@ -231,14 +222,36 @@ class Stream:
                 await self._send({"type": "tunnel.cancel"})
 
 
-async def open_stream(subdomain: str, head: RequestHead, read: BodyReader) -> Stream:
-    """Find the tunnel for ``subdomain`` and send it the request."""
+async def find_tunnel(subdomain: str) -> str:
+    """Return the channel of the tunnel consumer serving ``subdomain``."""
     try:
         channel = await get_registry().lookup(subdomain)
     except RegistryError as exc:
         raise TunnelNotFound(str(exc)) from exc
     if channel is None:
         raise TunnelNotFound(subdomain)
+    return channel
+
+
+async def tunnel_gone(subdomain: str, channel: str) -> None:
+    """Return once ``subdomain`` is no longer served by ``channel``.
+
+    The tunnel consumer tells its streams when it ends; this covers a server
+    process that died without telling anyone.
+    """
+    registry = get_registry()
+    while True:
+        await asyncio.sleep(LIVENESS_INTERVAL)
+        try:
+            if await registry.lookup(subdomain) != channel:
+                return
+        except RegistryError:
+            continue  # unknown is not gone; the next check decides
+
+
+async def open_stream(subdomain: str, head: RequestHead, read: BodyReader) -> Stream:
+    """Find the tunnel for ``subdomain`` and send it the request."""
+    channel = await find_tunnel(subdomain)
     # The default prefix matters: channels-redis pops one Redis list per prefix under
     # a single per-process receive lock, so a second prefix starves the consumers.
     stream = Stream(subdomain, channel, await get_channel_layer().new_channel())

@@ -1,4 +1,4 @@
-"""WebSocket routing: ``/tunnel`` for clients; everything else is refused.
+"""WebSocket routing: public sockets on tunnel hosts; ``/tunnel`` for clients elsewhere.
 
 The tunnel endpoint answers on any host that is not a tunnel host, so a client
 can reach the server by IP address or an internal name; the token, not the host,
@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from channels.security.websocket import WebsocketDenier
 
-from .consumers import TunnelConsumer
+from .consumers import PublicSocketConsumer, TunnelConsumer
 from .hosts import TunnelHost, classify, header
 
 TUNNEL_PATH = "/tunnel"
 
 _tunnel = TunnelConsumer.as_asgi()
+_public = PublicSocketConsumer.as_asgi()
 _deny = WebsocketDenier.as_asgi()
 
 
 async def websocket_application(scope, receive, send):
     host = classify(header(scope, b"host") or "")
-    if not isinstance(host, TunnelHost) and scope["path"] == TUNNEL_PATH:
+    if isinstance(host, TunnelHost):
+        return await _public(scope, receive, send)
+    if scope["path"] == TUNNEL_PATH:
         return await _tunnel(scope, receive, send)
     return await _deny(scope, receive, send)

@@ -41,6 +41,7 @@ class SessionClosed(Exception):
 @dataclass
 class _StreamState:
     reply: str
+    websocket: bool = False
     # DATA frames the client may still send us for this stream's response body.
     response_credit: int = protocol.WINDOW_CHUNKS
     # Request DATA frames sent to the client and not yet acknowledged.
@@ -121,14 +122,47 @@ class TunnelSession:
                     await self._to_view(
                         stream.reply, {"type": "stream.error", "message": message.message}
                     )
+            case protocol.WsAccept(stream=stream_id):
+                stream = self._streams.get(stream_id)
+                if stream is not None:
+                    await self._to_view(
+                        stream.reply,
+                        {"type": "stream.ws_accept", "subprotocol": message.subprotocol},
+                    )
+            case protocol.WsReject(stream=stream_id):
+                stream = self._streams.get(stream_id)
+                if stream is not None:
+                    self._forget(stream_id)
+                    await self._to_view(
+                        stream.reply,
+                        {
+                            "type": "stream.ws_reject",
+                            "status": message.status,
+                            "headers": [list(pair) for pair in message.headers],
+                        },
+                    )
+            case protocol.WsClose(stream=stream_id):
+                stream = self._streams.get(stream_id)
+                if stream is not None:
+                    self._forget(stream_id)
+                    await self._to_view(
+                        stream.reply,
+                        {"type": "stream.ws_close", "code": message.code, "reason": message.reason},
+                    )
             case protocol.Auth():
                 raise ProtocolError("already authenticated")
-            case protocol.AuthOk() | protocol.AuthError() | protocol.Request() | protocol.Cancel():
+            case (
+                protocol.AuthOk()
+                | protocol.AuthError()
+                | protocol.Request()
+                | protocol.Cancel()
+                | protocol.WsOpen()
+            ):
                 raise ProtocolError(f"{type(message).__name__} is sent by the server only")
             case _:
                 assert_never(message)
 
-    async def _received_data(self, message: protocol.Data) -> None:
+    async def _received_data(self, message: protocol.BinaryMessage) -> None:
         if self.subdomain is None:
             raise ProtocolError("the first message must be auth")
         stream = self._streams.get(message.stream)
@@ -136,13 +170,25 @@ class TunnelSession:
             return  # cancelled meanwhile: its in-flight chunks are expected
         if stream.response_credit <= 0:
             raise ProtocolError(f"stream {message.stream} sent beyond its window")
+        if isinstance(message, protocol.Data) == stream.websocket:
+            raise ProtocolError(f"stream {message.stream} got a frame of the wrong kind")
         stream.response_credit -= 1
         self._bytes_out += len(message.payload)
-        if message.end:
-            self._forget(message.stream)
-        await self._to_view(
-            stream.reply, {"type": "stream.data", "data": message.payload, "end": message.end}
-        )
+        match message:
+            case protocol.Data(end=end):
+                if end:
+                    self._forget(message.stream)
+                event = {"type": "stream.data", "data": message.payload, "end": end}
+            case protocol.WsFrame(text=text, fin=fin):
+                event = {
+                    "type": "stream.ws_frame",
+                    "data": message.payload,
+                    "text": text,
+                    "fin": fin,
+                }
+            case _:
+                assert_never(message)
+        await self._to_view(stream.reply, event)
 
     async def _authenticate(self, message: protocol.Auth) -> None:
         token = await authenticate(message.token)
@@ -172,11 +218,7 @@ class TunnelSession:
     async def open_stream(self, event: dict) -> None:
         if self.subdomain is None:
             return
-        stream_id = self._next_stream
-        self._next_stream += 1
-        self._streams[stream_id] = _StreamState(reply=event["reply"])
-        self._by_reply[event["reply"]] = stream_id
-        self._requests += 1
+        stream_id = self._new_stream(event["reply"], websocket=False)
         headers = [(name, value) for name, value in event["headers"]]
         request = protocol.Request(
             stream=stream_id,
@@ -189,6 +231,39 @@ class TunnelSession:
             "tunnel %s: stream %d %s %s", self.subdomain, stream_id, request.method, request.path
         )
         await self._send_text(protocol.encode(request))
+
+    async def open_socket(self, event: dict) -> None:
+        if self.subdomain is None:
+            return
+        stream_id = self._new_stream(event["reply"], websocket=True)
+        headers = [(name, value) for name, value in event["headers"]]
+        message = protocol.WsOpen(
+            stream=stream_id,
+            path=event["path"],
+            headers=headers,
+            subprotocols=list(event["subprotocols"]),
+        )
+        logger.debug("tunnel %s: stream %d WebSocket %s", self.subdomain, stream_id, message.path)
+        await self._send_text(protocol.encode(message))
+
+    async def socket_frame(self, event: dict) -> None:
+        stream_id = self._by_reply.get(event["reply"])
+        if stream_id is None:
+            return
+        self._streams[stream_id].request_unacked += 1
+        self._bytes_in += len(event["data"])
+        frame = protocol.WsFrame(
+            stream=stream_id, payload=event["data"], text=event["text"], fin=event["fin"]
+        )
+        await self._send_bytes(protocol.encode_data(frame))
+
+    async def close_socket(self, event: dict) -> None:
+        stream_id = self._by_reply.get(event["reply"])
+        if stream_id is None:
+            return
+        self._forget(stream_id)
+        message = protocol.WsClose(stream=stream_id, code=event["code"], reason=event["reason"])
+        await self._send_text(protocol.encode(message))
 
     async def stream_data(self, event: dict) -> None:
         stream_id = self._by_reply.get(event["reply"])
@@ -261,6 +336,14 @@ class TunnelSession:
             self._bytes_in,
             self._bytes_out,
         )
+
+    def _new_stream(self, reply: str, websocket: bool) -> int:
+        stream_id = self._next_stream
+        self._next_stream += 1
+        self._streams[stream_id] = _StreamState(reply=reply, websocket=websocket)
+        self._by_reply[reply] = stream_id
+        self._requests += 1
+        return stream_id
 
     def _forget(self, stream_id: int) -> None:
         stream = self._streams.pop(stream_id, None)

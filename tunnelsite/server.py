@@ -16,6 +16,13 @@ Stock daphne 4.2 (measured in issue 3):
    reset: the client sees an error, never a clean end of a truncated body), and
    so is a started response that times out.
 
+WebSockets (daphne 4.2.3 drops a server close's reason, silently skips empty
+messages, always refuses a handshake with 403 and never passes the client's close
+reason on): ``LuminetWebSocketProtocol`` sends close codes and reasons as given,
+sends empty messages, answers ``websocket.http.response.*`` (the ASGI denial
+extension) with the application's status, and adds ``reason`` to
+``websocket.disconnect``.
+
 This leans on daphne internals (``WebRequest._response_started``,
 ``WebRequest.content``, ``Server.http_factory``), so daphne is pinned to 4.2.x
 and ``tests/server/`` holds a regression test for each defect: an upgrade that
@@ -26,9 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 
+from autobahn.twisted.websocket import ConnectionDeny
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -165,6 +175,66 @@ class LuminetRequest(WebRequest):
         super()._cleanup()
 
 
+class LuminetWebSocketProtocol(WebSocketProtocol):
+    """daphne's WebSocket protocol, passing codes, reasons and refusals through."""
+
+    close_reason = ""
+    _denial_status = 403
+
+    def onClose(self, wasClean, code, reason):
+        self.close_reason = reason or ""
+        super().onClose(wasClean, code, reason)
+
+    def handle_reply(self, message):
+        kind = message.get("type")
+        if kind == "websocket.http.response.start":
+            self._denial_status = int(message["status"])
+        elif kind == "websocket.http.response.body":
+            if not message.get("more_body") and hasattr(self, "handshake_deferred"):
+                status = self._denial_status
+                self.handshake_deferred.errback(ConnectionDeny(code=status, reason=_phrase(status)))
+                del self.handshake_deferred
+                self.server.protocol_disconnected(self)
+        elif kind == "websocket.close" and self.state == self.STATE_OPEN:
+            self._close(message.get("code"), message.get("reason") or "")
+        elif kind == "websocket.send" and self.state == self.STATE_OPEN:
+            if message.get("bytes") is not None:
+                self.sendMessage(message["bytes"], True)
+            elif message.get("text") is not None:
+                self.sendMessage(message["text"].encode("utf-8"), False)
+        else:
+            super().handle_reply(message)
+
+    def _close(self, code: int | None, reason: str) -> None:
+        # RFC 6455 section 7.4.1: 1005, 1006 and 1015 never appear in a close frame.
+        if code in (1006, 1015):
+            self.dropConnection(abort=True)
+        elif code is None or code == 1005:
+            self.sendCloseFrame()
+        else:
+            self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123] or None)
+
+
+class _SocketQueue(asyncio.Queue):
+    """A WebSocket application's receive queue, adding the close reason daphne drops."""
+
+    def __init__(self, protocol: LuminetWebSocketProtocol) -> None:
+        super().__init__()
+        self._protocol = protocol
+
+    def put_nowait(self, message):
+        if message.get("type") == "websocket.disconnect":
+            message.setdefault("reason", self._protocol.close_reason)
+        super().put_nowait(message)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Refused"
+
+
 class LuminetHTTPFactory(HTTPFactory):
     def buildProtocol(self, addr):
         protocol = super().buildProtocol(addr)
@@ -184,11 +254,25 @@ class LuminetServer(Server):
         # Server.run() builds daphne's factory; ours replaces it before it listens.
         self._http_factory = LuminetHTTPFactory(self) if type(factory) is HTTPFactory else factory
 
+    @property
+    def ws_factory(self):
+        return self._ws_factory
+
+    @ws_factory.setter
+    def ws_factory(self, factory: WebSocketFactory):
+        factory.protocol = LuminetWebSocketProtocol
+        self._ws_factory = factory
+
     def create_application(self, protocol, scope):
         # daphne's create_application, with our receive queue, send and guard.
         assert "application_instance" not in self.connections[protocol]
         is_http = isinstance(protocol, LuminetRequest)
-        queue = _RequestQueue(protocol) if is_http else asyncio.Queue()
+        if is_http:
+            queue: asyncio.Queue = _RequestQueue(protocol)
+        elif isinstance(protocol, LuminetWebSocketProtocol):
+            queue = _SocketQueue(protocol)
+        else:
+            queue = asyncio.Queue()
         scope.setdefault("asgi", {"version": "3.0"})
         instance = self.application(scope=scope, receive=queue.get, send=self._sender(protocol))
         if protocol not in self.connections:

@@ -78,7 +78,7 @@ def test_largest_chunk_fits_under_daphne_limit():
     [
         b"",
         b"\x01\x00\x00",
-        b"\x02\x00\x00\x00\x00\x01",  # unknown kind
+        b"\x09\x00\x00\x00\x00\x01",  # unknown kind
         b"\x01\x80\x00\x00\x00\x01",  # unknown flag
         b"\x01\x00\x00\x00\x00\x00",  # stream 0
         b"\x01\x00\x00\x00\x00\x01" + b"x" * (protocol.CHUNK_SIZE + 1),

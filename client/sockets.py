@@ -1,0 +1,194 @@
+"""WebSockets to the local server, one per public WebSocket on the tunnel.
+
+Each socket has two threads: one reads messages from the local server and sends
+them to the tunnel as fragments (waiting for window credit, which slows the
+local server through TCP if the public side reads slowly), the other writes
+what comes from the tunnel to the local server and hands credit back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import websocket
+
+from . import protocol
+from .protocol import CHUNK_SIZE, MAX_WS_MESSAGE, WINDOW_CHUNKS, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the local server has to complete the opening handshake.
+HANDSHAKE_TIMEOUT = 10.0
+
+Send = Callable[[Any], None]
+
+
+class LocalSocket:
+    def __init__(self, opening: protocol.WsOpen, host: str, port: int, send: Send) -> None:
+        self.id = opening.stream
+        self._opening = opening
+        self._url = f"ws://{f'[{host}]' if ':' in host else host}:{port}{opening.path}"
+        self._send = send
+        self._incoming: queue.Queue[protocol.WsFrame | protocol.WsClose | None] = queue.Queue()
+        self._unacked = 0
+        self._lock = threading.Lock()
+        self._credit = threading.Semaphore(WINDOW_CHUNKS)
+        self._stopped = threading.Event()
+        self._ws: websocket.WebSocket | None = None
+        self.on_done: Callable[[int], None] = lambda stream_id: None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"ws-{self.id}", daemon=True).start()
+
+    # -- from the tunnel (reader thread of the tunnel) -------------------------
+
+    def frame(self, message: protocol.WsFrame) -> None:
+        with self._lock:
+            if self._unacked >= WINDOW_CHUNKS:
+                raise ProtocolError(f"stream {self.id} sent beyond its window")
+            self._unacked += 1
+        self._incoming.put(message)
+
+    def close_from_public(self, message: protocol.WsClose) -> None:
+        self._incoming.put(message)
+
+    def credit(self, chunks: int) -> None:
+        self._credit.release(chunks)
+
+    def abort(self) -> None:
+        """Drop the local connection now: the tunnel or the public side is gone."""
+        self._stopped.set()
+        self._incoming.put(None)
+        self._credit.release(WINDOW_CHUNKS)
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                ws.abort()
+
+    # -- the local side (own threads) ------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            ws = self._connect()
+            if ws is None:
+                return
+            writer = threading.Thread(target=self._write_loop, name=f"ws-{self.id}-w", daemon=True)
+            writer.start()
+            self._read_loop(ws)
+        finally:
+            self.abort()
+            self.on_done(self.id)
+
+    def _connect(self) -> websocket.WebSocket | None:
+        opening = self._opening
+        host = protocol.header_values(opening.headers, "host")
+        origin = protocol.header_values(opening.headers, "origin")
+        skip = {"host", "origin"}
+        headers = [f"{n}: {v}" for n, v in opening.headers if n.lower() not in skip]
+        options: dict[str, Any] = {"suppress_origin": not origin}
+        if origin:
+            options["origin"] = origin[0]
+        if host:
+            options["host"] = host[0]
+        try:
+            ws = websocket.create_connection(
+                self._url,
+                header=headers,
+                subprotocols=opening.subprotocols or None,
+                timeout=HANDSHAKE_TIMEOUT,
+                enable_multithread=True,
+                skip_utf8_validation=True,
+                **options,
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            status = exc.status_code if 100 <= exc.status_code <= 599 else 502
+            self._send(protocol.WsReject(stream=self.id, status=status))
+            return None
+        except (OSError, websocket.WebSocketException) as exc:
+            message = f"local WebSocket failed: {exc or exc.__class__.__name__}"[:300]
+            self._send(protocol.StreamError(stream=self.id, message=message))
+            return None
+        ws.settimeout(None)
+        self._ws = ws
+        if self._stopped.is_set():  # cancelled while connecting
+            ws.abort()
+            return None
+        self._send(protocol.WsAccept(stream=self.id, subprotocol=ws.getsubprotocol()))
+        return ws
+
+    def _read_loop(self, ws: websocket.WebSocket) -> None:
+        while not self._stopped.is_set():
+            try:
+                opcode, data = ws.recv_data()
+            except (OSError, websocket.WebSocketException):
+                if not self._stopped.is_set():
+                    self._send(protocol.WsClose(stream=self.id, code=1006))
+                return
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                logger.debug("stream %d: local side closed", self.id)
+                if not self._stopped.is_set():
+                    self._send(_close_message(self.id, data))
+                return
+            text = opcode == websocket.ABNF.OPCODE_TEXT
+            pieces = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
+            for index, piece in enumerate(pieces):
+                self._credit.acquire()
+                if self._stopped.is_set():
+                    return
+                fin = index == len(pieces) - 1
+                self._send(protocol.WsFrame(self.id, piece, text=text, fin=fin))
+
+    def _write_loop(self) -> None:
+        message = bytearray()
+        while True:
+            item = self._incoming.get()
+            if item is None or self._stopped.is_set():
+                return
+            ws = self._ws
+            assert ws is not None
+            try:
+                if isinstance(item, protocol.WsClose):
+                    logger.debug("stream %d: public side closed (%s)", self.id, item.code)
+                    self._stopped.set()  # the reader must not report the close reply
+                    _send_close(ws, item)
+                    return
+                message += item.payload
+                if len(message) > MAX_WS_MESSAGE:
+                    _send_close(ws, protocol.WsClose(self.id, 1009, "message too big"))
+                    return
+                if item.fin:
+                    opcode = (
+                        websocket.ABNF.OPCODE_TEXT if item.text else websocket.ABNF.OPCODE_BINARY
+                    )
+                    ws.send(bytes(message), opcode)
+                    message.clear()
+            except (OSError, websocket.WebSocketException):
+                return
+            with self._lock:
+                self._unacked -= 1
+            self._send(protocol.Window(stream=self.id, chunks=1))
+
+
+def _close_message(stream: int, payload: bytes) -> protocol.WsClose:
+    if len(payload) < 2:
+        return protocol.WsClose(stream=stream)
+    code = int.from_bytes(payload[:2], "big")
+    reason = payload[2:].decode("utf-8", "replace")[:120]
+    return protocol.WsClose(
+        stream=stream, code=code if 1000 <= code <= 4999 else None, reason=reason
+    )
+
+
+def _send_close(ws: websocket.WebSocket, message: protocol.WsClose) -> None:
+    # RFC 6455 section 7.4.1: 1005 means "no code", 1006 "no closing handshake".
+    if message.code == 1006 or message.code == 1015:
+        ws.abort()
+    elif message.code is None or message.code == 1005:
+        ws.send(b"", websocket.ABNF.OPCODE_CLOSE)
+    else:
+        ws.send_close(message.code, message.reason.encode("utf-8"))
