@@ -32,6 +32,17 @@ def roundtrip(message):
         protocol.Window(stream=1, chunks=protocol.WINDOW_CHUNKS),
         protocol.StreamError(stream=3, message="connection refused"),
         protocol.Cancel(stream=2**32 - 1),
+        protocol.WsOpen(
+            stream=9,
+            path="/ws?token=x",
+            headers=[("origin", "https://a.example")],
+            subprotocols=["v2", "chat"],
+        ),
+        protocol.WsAccept(stream=9, subprotocol="chat"),
+        protocol.WsAccept(stream=9),
+        protocol.WsReject(stream=9, status=404, headers=[("content-type", "text/plain")]),
+        protocol.WsClose(stream=9, code=4321, reason="bye é"),
+        protocol.WsClose(stream=9),
     ],
 )
 def test_control_messages_roundtrip(message):
@@ -64,6 +75,16 @@ def test_data_frames_roundtrip(payload, end):
     frame = protocol.encode_data(protocol.Data(stream=5, payload=payload, end=end))
     assert frame[:6] == bytes([1, 1 if end else 0, 0, 0, 0, 5])
     assert protocol.decode_data(frame) == protocol.Data(5, payload, end)
+
+
+@pytest.mark.parametrize("text", [False, True])
+@pytest.mark.parametrize("fin", [False, True])
+def test_websocket_fragments_roundtrip(text, fin):
+    """WebSocket fragments keep their kind (text or binary), FIN flag and bytes."""
+    message = protocol.WsFrame(stream=3, payload=b"\x00caf\xc3\xa9", text=text, fin=fin)
+    frame = protocol.encode_data(message)
+    assert frame[0] == (protocol.FRAME_WS_TEXT if text else protocol.FRAME_WS_BINARY)
+    assert protocol.decode_data(frame) == message
 
 
 def test_largest_chunk_fits_under_daphne_limit():
@@ -144,6 +165,18 @@ def _request(**overrides):
         '{"type": "error", "stream": 1}',
         '{"type": "cancel"}',
         json.dumps({"type": "auth", "token": "x" * protocol.MAX_CONTROL_BYTES}),
+        '{"type": "ws_open", "stream": 1, "path": "http://evil.example/"}',
+        '{"type": "ws_open", "stream": 1, "path": "/", "subprotocols": "chat"}',
+        '{"type": "ws_open", "stream": 1, "path": "/", "subprotocols": ["a b"]}',
+        '{"type": "ws_open", "stream": 1, "path": "/", "subprotocols": [1]}',
+        '{"type": "ws_accept", "stream": 1, "subprotocol": "x,y"}',
+        '{"type": "ws_reject", "stream": 1, "status": 101}',
+        '{"type": "ws_reject", "stream": 1, "status": 700}',
+        '{"type": "ws_close", "stream": 1, "code": 999}',
+        '{"type": "ws_close", "stream": 1, "code": 5000}',
+        '{"type": "ws_close", "stream": 1, "code": "1000"}',
+        '{"type": "ws_close", "stream": 1, "code": 1000, "reason": 5}',
+        json.dumps({"type": "ws_close", "stream": 1, "code": 1000, "reason": "x" * 124}),
     ],
 )
 def test_bad_control_messages_are_refused(text):
