@@ -33,10 +33,14 @@ from client.protocol import SUBDOMAIN_ALPHABET, SUBDOMAIN_LENGTH
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a live entry survives without a refresh (a crashed process's tunnels).
-LIVE_TTL = 45.0
-#: Seconds between a live tunnel's refreshes; well inside LIVE_TTL.
-REFRESH_INTERVAL = 15.0
+#: A live entry survives this many heartbeats without a refresh, so a crashed
+#: process's subdomains free within three of its tunnels' heartbeats.
+TTL_HEARTBEATS = 3
+
+
+def live_ttl() -> float:
+    """Seconds a live entry survives without a refresh (LUMINET_HEARTBEAT_INTERVAL x 3)."""
+    return settings.LUMINET_HEARTBEAT_INTERVAL * TTL_HEARTBEATS
 #: Random subdomains to try before giving up (36**6 names: collisions are rare).
 CLAIM_ATTEMPTS = 20
 
@@ -119,7 +123,7 @@ class MemoryRegistry:
         entry = self._current(subdomain)
         if entry is not None and entry.token_id != token_id:
             return Claim(False)
-        self._entries[subdomain] = _Entry(True, token_id, channel, self._clock() + LIVE_TTL)
+        self._entries[subdomain] = _Entry(True, token_id, channel, self._clock() + live_ttl())
         if entry is not None and entry.live and entry.channel != channel:
             return Claim(True, replaced=entry.channel)
         return Claim(True)
@@ -132,7 +136,7 @@ class MemoryRegistry:
         entry = self._current(subdomain)
         if entry is None or not entry.live or entry.channel != channel:
             return False
-        entry.expires = self._clock() + LIVE_TTL
+        entry.expires = self._clock() + live_ttl()
         return True
 
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
@@ -213,7 +217,7 @@ class RedisRegistry:
             {"live": True, "token": token_id, "channel": channel, "since": time.time()}
         )
         granted, replaced = await self._eval(
-            _CLAIM, self.key(subdomain), value, token_id, _ms(LIVE_TTL), channel
+            _CLAIM, self.key(subdomain), value, token_id, _ms(live_ttl()), channel
         )
         return Claim(bool(granted), replaced.decode() if replaced else None)
 
@@ -231,7 +235,7 @@ class RedisRegistry:
         return entry["channel"] if entry.get("live") else None
 
     async def refresh(self, subdomain: str, channel: str) -> bool:
-        return bool(await self._eval(_REFRESH, self.key(subdomain), channel, _ms(LIVE_TTL)))
+        return bool(await self._eval(_REFRESH, self.key(subdomain), channel, _ms(live_ttl())))
 
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
         value = json.dumps(

@@ -24,7 +24,7 @@ from client.protocol import ProtocolError
 from tokens.auth import authenticate, is_still_valid
 
 from .hosts import public_url
-from .registry import REFRESH_INTERVAL, RegistryError, claim_subdomain, get_registry
+from .registry import RegistryError, claim_subdomain, get_registry
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class TunnelSession:
     async def keep_alive(self) -> None:
         """Refresh the registry entry and recheck the token until the tunnel ends."""
         while True:
-            await asyncio.sleep(REFRESH_INTERVAL)
+            await asyncio.sleep(settings.LUMINET_HEARTBEAT_INTERVAL)
             if self.subdomain is None or self.token_id is None:
                 continue
             if not await is_still_valid(self.token_id):

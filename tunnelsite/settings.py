@@ -89,6 +89,9 @@ LUMINET_PUBLIC_SCHEME, LUMINET_TUNNEL_DOMAIN, LUMINET_PUBLIC_PORT = parse_public
 LUMINET_REQUEST_TIMEOUT = env_float("LUMINET_REQUEST_TIMEOUT", 30.0)
 # Seconds a disconnected tunnel's subdomain stays reserved for its token.
 LUMINET_SUBDOMAIN_GRACE = env_float("LUMINET_SUBDOMAIN_GRACE", 60.0)
+# Seconds between a live tunnel's registry refresh and token re-check: a revoked
+# token's tunnel closes within one, a crashed process's subdomains free within three.
+LUMINET_HEARTBEAT_INTERVAL = env_float("LUMINET_HEARTBEAT_INTERVAL", 15.0)
 REDIS_URL = env_str("REDIS_URL")
 # Prefix of every Redis key (registry and channel layer), so deployments and test
 # runs can share one Redis server.

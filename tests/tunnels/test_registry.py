@@ -157,7 +157,7 @@ def test_unrefreshed_entry_expires(make_registry):
     async def scenario():
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-a")
-            expire("abc123", registry.LIVE_TTL + 1)
+            expire("abc123", registry.live_ttl() + 1)
             assert await reg.lookup("abc123") is None
             assert (await reg.claim("abc123", 2, "chan-b")).granted
 
