@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -66,9 +67,11 @@ class LocalSocket:
         self._incoming.put(None)
         self._credit.release(WINDOW_CHUNKS)
         ws = self._ws
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                ws.abort()
+        if ws is not None and ws.sock is not None:
+            # Not ws.abort(): it does nothing once a close frame has been sent, and
+            # the socket would linger in CLOSE-WAIT. shutdown() also wakes the reader.
+            with contextlib.suppress(OSError):
+                ws.sock.shutdown(socket.SHUT_RDWR)
 
     # -- the local side (own threads) ------------------------------------------
 
@@ -82,6 +85,8 @@ class LocalSocket:
             self._read_loop(ws)
         finally:
             self.abort()
+            if self._ws is not None:
+                self._ws.shutdown()  # closes the file descriptor
             self.on_done(self.id)
 
     def _connect(self) -> websocket.WebSocket | None:
@@ -187,7 +192,8 @@ def _close_message(stream: int, payload: bytes) -> protocol.WsClose:
 def _send_close(ws: websocket.WebSocket, message: protocol.WsClose) -> None:
     # RFC 6455 section 7.4.1: 1005 means "no code", 1006 "no closing handshake".
     if message.code == 1006 or message.code == 1015:
-        ws.abort()
+        if ws.sock is not None:
+            ws.sock.shutdown(socket.SHUT_RDWR)
     elif message.code is None or message.code == 1005:
         ws.send(b"", websocket.ABNF.OPCODE_CLOSE)
     else:

@@ -41,6 +41,8 @@ TTL_HEARTBEATS = 3
 def live_ttl() -> float:
     """Seconds a live entry survives without a refresh (LUMINET_HEARTBEAT_INTERVAL x 3)."""
     return settings.LUMINET_HEARTBEAT_INTERVAL * TTL_HEARTBEATS
+
+
 #: Random subdomains to try before giving up (36**6 names: collisions are rare).
 CLAIM_ATTEMPTS = 20
 

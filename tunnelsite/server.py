@@ -129,10 +129,14 @@ class LuminetRequest(WebRequest):
 
     backpressure: _Backpressure | None = None
     real_content = None
-    # Twisted would read a whole form-encoded or multipart POST body into memory
-    # to fill request.args (and refuse malformed multipart bodies); daphne never
-    # uses args, and the local server must get such bodies as they are.
-    _parsePOSTFormSubmission = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Twisted would read a whole form-encoded or multipart POST body into
+        # memory to fill request.args (and refuse malformed multipart bodies);
+        # daphne never uses args, and the local server must get such bodies as
+        # they are. Twisted sets this per instance, so it is set after __init__.
+        self._parsePOSTFormSubmission = False
 
     def process(self):
         # Hide the body from daphne's read-everything loop; _RequestQueue reads it.

@@ -20,6 +20,7 @@ import redis
 
 from .localserver import LocalServer
 from .processes import Client, Server, clean_environ, manage
+from .wslocal import WsLocalServer
 
 #: Our own database number on the shared Redis server; keys also carry a per-run prefix.
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -29,6 +30,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: waits on a server-side timer (about 15 s); deselect with -m 'not slow'"
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure, attach the output of the servers and clients the test used."""
+    report = yield
+    if report.failed and report.when == "call":
+        funcargs = getattr(item, "funcargs", {})
+        for name in ("tunnel", "launcher", "redis_launcher", "ws_tunnel"):
+            if (processes := funcargs.get(name)) is not None:
+                report.sections.append((f"{name} processes", processes.describe()))
+    return report
 
 
 @dataclass(frozen=True)
@@ -137,9 +150,34 @@ class Tunnel:
     def host(self) -> str:
         return f"{self.subdomain}.localhost"
 
+    def describe(self) -> str:
+        return f"{self.server.describe()}\n{self.client.describe()}"
+
     @property
     def port(self) -> int:
         return self.server.port
+
+
+@dataclass(frozen=True)
+class WsTunnel:
+    """A client on the shared server forwarding to the local WebSocket server."""
+
+    server: Server
+    client: Client
+    local: WsLocalServer
+    url: str
+    subdomain: str
+
+    @property
+    def host(self) -> str:
+        return f"{self.subdomain}.localhost"
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def describe(self) -> str:
+        return f"{self.server.describe()}\n{self.client.describe()}"
 
 
 @pytest.fixture(scope="session")
@@ -177,9 +215,12 @@ def redis_env() -> Iterator[dict[str, str]]:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=10)
     try:
         client.ping()
+        problem = None
     except redis.RedisError as exc:
+        problem = exc
+    if problem is not None:
         client.close()
-        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
+        message = f"Redis is not reachable at {REDIS_URL}: {problem}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message} (CI=true: Redis is required)")
         pytest.skip(message)
@@ -217,6 +258,34 @@ def tunnel(
         client = launcher.client(server, dev_token, local_server.port, name="shared-client")
         _, url, subdomain = client.wait_active()
         yield Tunnel(server, client, local_server, url, subdomain)
+    finally:
+        launcher.close()
+
+
+@pytest.fixture(scope="session")
+def ws_local() -> Iterator[WsLocalServer]:
+    server = WsLocalServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ws_tunnel(
+    tunnel: Tunnel,
+    layer: Layer,
+    database: Database,
+    dev_token: Token,
+    ws_local: WsLocalServer,
+    home: Path,
+) -> Iterator[WsTunnel]:
+    """A second client on the shared server of ``tunnel``, forwarding to ``ws_local``."""
+    launcher = Launcher(database, layer, home)
+    try:
+        client = launcher.client(tunnel.server, dev_token, ws_local.port, name="ws-client")
+        _, url, subdomain = client.wait_active()
+        yield WsTunnel(tunnel.server, client, ws_local, url, subdomain)
     finally:
         launcher.close()
 

@@ -8,13 +8,13 @@ from a per-path table of :class:`Reply` objects written byte for byte.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import socket
 import socketserver
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from . import http1
 from .http1 import Headers
@@ -67,6 +67,24 @@ class Recorded:
         return http1.values(self.headers, name)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A request whose body is still on the connection, for a :data:`StreamHandler`."""
+
+    method: str
+    target: str
+    headers: Headers
+    rfile: BinaryIO
+    wfile: BinaryIO
+    #: Set when the local server stops: a long handler must return soon after.
+    stopping: threading.Event
+
+
+#: Answers one request itself: reads the body from ``rfile``, writes the whole
+#: response to ``wfile`` and returns whether the connection may carry another request.
+StreamHandler = Callable[[Incoming], bool]
+
+
 class _Handler(socketserver.StreamRequestHandler):
     server: _TCPServer
 
@@ -89,6 +107,22 @@ class _Handler(socketserver.StreamRequestHandler):
         except http1.PeerClosed:
             return False
         method, target, version = start.split(" ", 2)
+        handler = local.handler_for(target.split("?", 1)[0])
+        if handler is not None:
+            local._record(
+                Recorded(
+                    method,
+                    target,
+                    version,
+                    headers,
+                    b"",
+                    _framing(headers),
+                    conn_id,
+                    time.monotonic(),
+                )
+            )
+            incoming = Incoming(method, target, headers, self.rfile, self.wfile, local.stopping)
+            return handler(incoming)
         if http1.is_chunked(headers):
             body, framing = http1.read_chunked(self.rfile), "chunked"
         elif (length := http1.value(headers, "Content-Length")) is not None:
@@ -107,6 +141,12 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(_encode_reply(reply, method))
         self.wfile.flush()
         return not closing
+
+
+def _framing(headers: Headers) -> str:
+    if http1.is_chunked(headers):
+        return "chunked"
+    return "length" if http1.value(headers, "Content-Length") is not None else "none"
 
 
 def _encode_reply(reply: Reply, method: str) -> bytes:
@@ -148,8 +188,9 @@ class LocalServer:
         self._lock = threading.Condition()
         self._requests: list[Recorded] = []
         self._replies: dict[str, Reply] = {}
+        self._handlers: dict[str, StreamHandler] = {}
         self._sockets: set[socket.socket] = set()
-        self._ids = itertools.count(1)
+        self._opened = 0
         self._tcp = _TCPServer(self)
         self.port: int = self._tcp.server_address[1]
         self._thread = threading.Thread(
@@ -172,6 +213,18 @@ class LocalServer:
         """Answer requests for ``path`` (the target without its query) with ``reply``."""
         with self._lock:
             self._replies[path] = reply
+
+    def stream(self, path: str, handler: StreamHandler) -> None:
+        """Let ``handler`` answer requests for ``path`` itself, body unread.
+
+        Their requests are recorded with an empty ``body``: the handler reads it.
+        """
+        with self._lock:
+            self._handlers[path] = handler
+
+    def handler_for(self, path: str) -> StreamHandler | None:
+        with self._lock:
+            return self._handlers.get(path)
 
     def reply_for(self, path: str) -> Reply:
         with self._lock:
@@ -205,6 +258,12 @@ class LocalServer:
         assert len(found) == 1, f"{len(found)} requests reached the local server for {path}"
         return first
 
+    @property
+    def connections_opened(self) -> int:
+        """How many connections the server has accepted so far."""
+        with self._lock:
+            return self._opened
+
     def _record(self, recorded: Recorded) -> None:
         with self._lock:
             self._requests.append(recorded)
@@ -213,7 +272,8 @@ class LocalServer:
     def _connection_opened(self, sock: socket.socket) -> int:
         with self._lock:
             self._sockets.add(sock)
-            return next(self._ids)
+            self._opened += 1
+            return self._opened
 
     def _connection_closed(self, sock: socket.socket) -> None:
         with self._lock:

@@ -108,6 +108,7 @@ class Process:
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], *, merge: bool) -> None:
         self.name = name
         self.argv = argv
+        self._stopped_by_us = False
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -130,6 +131,14 @@ class Process:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def peak_rss(self) -> int:
+        """The process's peak resident set size in bytes (VmHWM), since start or reset."""
+        return peak_rss(self.pid)
+
+    def reset_peak_rss(self) -> None:
+        """Start measuring the peak afresh from the current resident set size."""
+        reset_peak_rss(self.pid)
+
     def wait_exit(self, timeout: float) -> int:
         """Wait for the process to end by itself and return its exit status."""
         try:
@@ -142,6 +151,7 @@ class Process:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Send ``sig`` (SIGTERM or SIGKILL), then kill if it lingers; reap the process."""
         if self.proc.poll() is None:
+            self._stopped_by_us = True
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(STOP_TIMEOUT)
@@ -152,7 +162,13 @@ class Process:
         self.stderr.join(STOP_TIMEOUT)
 
     def describe(self) -> str:
-        state = "running" if self.proc.poll() is None else f"exit status {self.proc.returncode}"
+        status = self.proc.poll()
+        if status is None:
+            state = "running"
+        elif status < 0 and not self._stopped_by_us:
+            state = f"killed by signal {-status} from outside the test"
+        else:
+            state = f"exit status {status}"
         parts = [f"--- {self.name} ({state}): {' '.join(self.argv[1:])}"]
         if self.stderr is self.stdout:
             parts.append(self.stdout.text())
@@ -211,6 +227,19 @@ class Client(Process):
         except LineNotFound as exc:
             raise AssertionError(f"{self.name} did not connect: {exc}\n{self.describe()}") from None
         return index, match[1], match[2]
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident set size of a live process in bytes (Linux: VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE)
+    assert match, f"no VmHWM for process {pid}"
+    return int(match[1]) * 1024
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Reset a process's VmHWM to its current RSS (Linux: write 5 to clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def manage(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

@@ -39,7 +39,7 @@ def test_parallel_slow_requests_overlap(tunnel: Tunnel, uid: str) -> None:
 
 def test_slow_request_does_not_hold_up_others(tunnel: Tunnel, uid: str) -> None:
     """While one request waits on a slow local answer, others through the tunnel complete."""
-    tunnel.local.route(f"/{uid}/stuck", Reply(body=b"late", delay=5))
+    tunnel.local.route(f"/{uid}/stuck", Reply(body=b"late", delay=3))
     results: list[rawclient.Response] = []
     slow = threading.Thread(
         target=lambda: results.append(
@@ -58,3 +58,13 @@ def test_slow_request_does_not_hold_up_others(tunnel: Tunnel, uid: str) -> None:
         slow.join(timeout=30)
     assert elapsed < 2.5, f"5 fast requests took {elapsed:.1f} s behind a slow one"
     assert [(r.status, r.body) for r in results] == [(200, b"late")]
+
+
+def test_local_connections_are_kept_alive(tunnel: Tunnel, uid: str) -> None:
+    """Sequential requests reuse the client's connections to the local server."""
+    rawclient.request(tunnel.port, "GET", f"/{uid}/warm", tunnel.host)
+    opened = tunnel.local.connections_opened
+    for i in range(5):
+        response = rawclient.request(tunnel.port, "GET", f"/{uid}/again/{i}", tunnel.host)
+        assert (response.status, response.body) == (200, b"ok")
+    assert tunnel.local.connections_opened == opened

@@ -1,0 +1,51 @@
+"""Serve :class:`tests.server.app.App` with our server or stock daphne, on a free port.
+
+    python -m tests.server.runner {luminet,stock} [--http-timeout SECONDS]
+
+Builds the server the way daphne's command line does, and prints
+``LISTENING 127.0.0.1:<port>`` once the reactor runs.
+"""
+
+from __future__ import annotations
+
+import daphne.server  # isort: skip  (installs the asyncio reactor before Twisted is used)
+
+import argparse
+import logging
+import sys
+
+from twisted.internet import reactor
+
+from tunnelsite.server import LuminetServer
+
+from .app import App
+
+SERVERS = {"luminet": LuminetServer, "stock": daphne.server.Server}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=sorted(SERVERS))
+    parser.add_argument("--http-timeout", type=int, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    app = App()
+    server = SERVERS[args.kind](
+        application=app,
+        endpoints=["tcp:port=0:interface=127.0.0.1"],
+        http_timeout=args.http_timeout,
+        ready_callable=lambda: reactor.callWhenRunning(announce),
+        server_name="",
+    )
+    app.server = server
+
+    def announce() -> None:
+        for host, port in server.listening_addresses:
+            print(f"LISTENING {host}:{port}", flush=True)
+
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""Regression tests for the three HTTP defects of stock daphne that LuminetServer fixes.
+
+Each test runs against our server and, for contrast, against stock daphne, where
+it is expected to fail (``xfail(strict=True)``): that shows the test can fail, and
+a daphne upgrade that fixes a defect (or a change that breaks one of our hooks)
+shows up here first. The servers run ``tests.server.app`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.e2e.processes import PYTHON, LineNotFound, Process, clean_environ
+from tests.e2e.streaming import (
+    ABORTED,
+    CHUNK,
+    Pacer,
+    http_connection,
+    pattern,
+    read_digest,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+MB = 1024 * 1024
+#: Peak RSS the server must stay under while a large body passes (the issue's bound).
+RSS_BOUND = 150 * MB
+#: The largest body chunk one receive() may hand the application.
+MAX_RECEIVE = 1 * MB
+START_TIMEOUT = 20.0
+
+
+def servers(defect: str) -> list:
+    """Parameters: our server, and stock daphne, expected to fail because of ``defect``."""
+    return [
+        pytest.param("luminet"),
+        pytest.param(
+            "stock", marks=pytest.mark.xfail(strict=True, reason=f"stock daphne: {defect}")
+        ),
+    ]
+
+
+@dataclass
+class Served:
+    """The test application served by one server process."""
+
+    process: Process
+    port: int
+
+    def connection(self, timeout: float = 10.0, rcvbuf: int | None = None):
+        return http_connection(self.port, timeout=timeout, rcvbuf=rcvbuf)
+
+    def get_json(self, path: str) -> dict:
+        conn = self.connection()
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            return json.loads(response.read())
+        finally:
+            conn.close()
+
+
+class Servers:
+    """Starts servers on the test application; ``close()`` stops them all."""
+
+    def __init__(self) -> None:
+        self._started: list[Process] = []
+        self._shared: dict[str, Served] = {}
+
+    def start(self, kind: str, http_timeout: int | None = None) -> Served:
+        argv = [PYTHON, "-m", "tests.server.runner", kind]
+        if http_timeout is not None:
+            argv += ["--http-timeout", str(http_timeout)]
+        process = Process(f"{kind}-server", argv, clean_environ({}), merge=False)
+        self._started.append(process)
+        try:
+            _, match = process.stdout.wait_for(r"^LISTENING [\d.]+:(\d+)$", START_TIMEOUT)
+        except LineNotFound as exc:
+            raise AssertionError(f"server did not start: {exc}\n{process.describe()}") from None
+        return Served(process, int(match[1]))
+
+    def shared(self, kind: str) -> Served:
+        """One server of ``kind`` for every test that neither measures nor breaks it."""
+        if kind not in self._shared:
+            self._shared[kind] = self.start(kind)
+        return self._shared[kind]
+
+    def close(self) -> None:
+        for process in self._started:
+            process.stop()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Served]]:
+    """Start a fresh server (its peak RSS is its own); stopped after the test."""
+    servers = Servers()
+    try:
+        yield servers.start
+    finally:
+        servers.close()
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Callable[[str], Served]]:
+    """A server of each kind shared by the module's tests; stopped after them."""
+    servers = Servers()
+    try:
+        yield servers.shared
+    finally:
+        servers.close()
+
+
+# -- defect 1: no backpressure ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", servers("defect 1: send() never waits for a slow reader"))
+def test_slow_reader_keeps_server_memory_bounded(serve, kind: str) -> None:
+    """A 300 MB response to a 10 MB/s reader never makes the server hold much of it."""
+    server = serve(kind)
+    conn = server.connection(rcvbuf=64 * 1024)
+    try:
+        conn.request("GET", "/stream?size=300000000")
+        response = conn.getresponse()
+        assert response.status == 200
+        pacer = Pacer(10 * MB)
+        deadline = time.monotonic() + 2.0
+        peak = server.process.peak_rss()
+        # Stock daphne passes the bound within a second; stop as soon as it does.
+        while time.monotonic() < deadline and peak < RSS_BOUND:
+            chunk = response.read1(CHUNK)
+            assert chunk, "the response ended early"
+            pacer.account(len(chunk))
+            peak = server.process.peak_rss()
+    finally:
+        conn.close()
+    assert peak < RSS_BOUND, f"server peaked at {peak / MB:.0f} MB for a slow reader"
+    # The stream was paused and resumed all along, not stalled.
+    assert pacer.done > 10 * MB, f"only {pacer.done / MB:.1f} MB arrived in 2 s"
+
+
+# -- defect 2: uploads pushed to the application all at once --------------------
+
+
+def upload(server: Served, size: int, content_type: str) -> tuple[dict, str]:
+    """POST ``size`` bytes of pattern with Content-Length; return the answer and our digest."""
+    digest = hashlib.sha256()
+
+    def body() -> Iterator[bytes]:
+        for chunk in pattern(size):
+            digest.update(chunk)
+            yield chunk
+
+    conn = server.connection(timeout=30)
+    try:
+        headers = {"Content-Length": str(size), "Content-Type": content_type}
+        conn.request("POST", "/upload", body=body(), headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200, response.read()[:500]
+        return json.loads(response.read()), digest.hexdigest()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", servers("defect 2: the whole upload is queued at once"))
+def test_upload_reaches_app_in_chunks(serve, kind: str) -> None:
+    """A 200 MB upload reaches the application whole, a chunk per receive(), in bounded memory."""
+    server = serve(kind)
+    size = 200_000_000
+    answer, digest = upload(server, size, "application/octet-stream")
+    assert (answer["total"], answer["sha256"]) == (size, digest)
+    assert answer["largest"] <= MAX_RECEIVE
+    peak = server.process.peak_rss()
+    assert peak < RSS_BOUND, f"server peaked at {peak / MB:.0f} MB for a {size // MB} MB upload"
+
+
+@pytest.mark.parametrize(
+    "kind", servers("defect 2, and Twisted parses form bodies into request.args")
+)
+def test_form_upload_is_not_parsed_in_memory(serve, kind: str) -> None:
+    """A 50 MB form-encoded POST reaches the application without the server holding it."""
+    server = serve(kind)
+    before = server.process.peak_rss()
+    size = 50_000_000
+    answer, digest = upload(server, size, "application/x-www-form-urlencoded")
+    assert (answer["total"], answer["sha256"]) == (size, digest)
+    grown = server.process.peak_rss() - before
+    assert grown < 25 * MB, f"server grew by {grown / MB:.0f} MB for a {size // MB} MB form"
+
+
+@pytest.mark.parametrize(
+    "kind", servers("Twisted answers a malformed multipart body with 400 itself")
+)
+def test_malformed_multipart_reaches_app_unchanged(shared, kind: str) -> None:
+    """A multipart/form-data body that does not parse still reaches the application as sent."""
+    server = shared(kind)
+    body = b"--not-the-boundary\r\nthis is not multipart at all\r\n" * 100
+    conn = server.connection()
+    try:
+        headers = {"Content-Type": "multipart/form-data; boundary=xyz"}
+        conn.request("POST", "/upload", body=body, headers=headers)
+        response = conn.getresponse()
+        status, text = response.status, response.read()
+    finally:
+        conn.close()
+    assert status == 200, text[:500]
+    answer = json.loads(text)
+    assert (answer["total"], answer["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+
+
+# -- defect 3: failures after the response started ------------------------------
+
+
+def read_naively(response: http.client.HTTPResponse, limit: int) -> int:
+    """Read until the connection says the body ended, as a careless client would."""
+    total = 0
+    while chunk := response.read1(CHUNK):
+        total += len(chunk)
+        assert total <= limit
+    return total
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/fail?sent=0&length=1000",
+        "/fail?sent=100000&length=1000000",
+        "/fail?sent=100000",
+    ],
+    ids=["before-any-byte", "content-length-cut-short", "chunked-cut-short"],
+)
+@pytest.mark.parametrize("kind", servers("defect 3: a failed response leaves the client hanging"))
+def test_failure_mid_response_aborts_connection(shared, kind: str, target: str) -> None:
+    """An application failing after http.response.start resets the connection at once."""
+    server = shared(kind)
+    conn = server.connection(timeout=1.2)
+    try:
+        started = time.monotonic()
+        conn.request("GET", target)
+        with pytest.raises(ABORTED):
+            response = conn.getresponse()
+            # Even a client that ignores Content-Length must not take this as complete.
+            read_naively(response, limit=10 * MB)
+        elapsed = time.monotonic() - started
+    finally:
+        conn.close()
+    assert elapsed < 1.0, f"the client learnt of the failure after {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("kind", servers("defect 3: a late failure kills application_checker"))
+def test_server_recovers_after_failure_mid_response(serve, kind: str) -> None:
+    """After a failure mid-response the server answers requests and still reaps connections."""
+    server = serve(kind)
+    conn = server.connection(timeout=1.5)
+    try:
+        conn.request("GET", "/fail?sent=1000")
+        # Ours resets at once; stock daphne hangs, and its checker dies meanwhile.
+        with pytest.raises((*ABORTED, TimeoutError)):
+            read_digest(conn.getresponse(), limit=MB)
+    finally:
+        conn.close()
+
+    for _ in range(5):
+        fresh = server.connection()
+        try:
+            fresh.request("GET", "/ok", headers={"Connection": "close"})
+            response = fresh.getresponse()
+            assert (response.status, response.read()) == (200, b"ok")
+        finally:
+            fresh.close()
+
+    # daphne's application_checker forgets finished connections once a second.
+    deadline = time.monotonic() + 2.5
+    while (count := server.get_json("/connections")["connections"]) > 2:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server still tracks {count} connections, all but one finished")
+        time.sleep(0.1)  # polling interval
+
+
+@pytest.mark.parametrize(
+    "kind", servers("defect 3: --http-timeout cleanly ends a started response")
+)
+def test_timeout_mid_response_aborts_connection(serve, kind: str) -> None:
+    """A started response that outlives --http-timeout is aborted, not cleanly truncated."""
+    server = serve(kind, http_timeout=1)
+    conn = server.connection(timeout=8)
+    try:
+        conn.request("GET", "/drip?chunks=80&interval=0.1")
+        response = conn.getresponse()
+        assert response.status == 200
+        with pytest.raises(ABORTED):
+            read_digest(response, limit=MB)
+    finally:
+        conn.close()
