@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
 from tokens import crypto
 from tokens.models import Token, _now
 
@@ -34,11 +37,25 @@ async def authenticate(plaintext: str, *, now: datetime | None = None) -> Authen
         )
     except Token.DoesNotExist:
         return None
+    finally:
+        await _release_connections()
     await Token.objects.filter(id=token_id).aupdate(last_used_at=now)
+    await _release_connections()
     return AuthenticatedToken(id=token_id, name=name, prefix=prefix)
 
 
 async def is_still_valid(token_id: int, *, now: datetime | None = None) -> bool:
     """Tell whether the token still exists and is neither revoked nor expired."""
     now = _now() if now is None else now
-    return await Token.objects.usable(now).filter(id=token_id).aexists()
+    try:
+        return await Token.objects.usable(now).filter(id=token_id).aexists()
+    finally:
+        await _release_connections()
+
+
+async def _release_connections() -> None:
+    """Close connections that are broken or past CONN_MAX_AGE, as a request's end would.
+
+    Long-lived consumers call this module, not views, so no request cycle does it.
+    """
+    await sync_to_async(close_old_connections)()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from channels.consumer import AsyncConsumer
+from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -15,7 +15,23 @@ from .session import SessionClosed, TunnelSession
 from .sockets import SocketBridge
 
 
-class TunnelConsumer(AsyncWebsocketConsumer):
+class _NoDatabaseDispatch:
+    """Dispatch without Channels' per-message ``aclose_old_connections()``.
+
+    Channels runs that through ``sync_to_async`` before every handler: a hop to the
+    one shared sync thread per message, which serialised every tunnel on the
+    server. These consumers touch the database only in ``tokens.auth``, which
+    cleans up after itself.
+    """
+
+    async def dispatch(self, message) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+
+class TunnelConsumer(_NoDatabaseDispatch, AsyncWebsocketConsumer):
     """Owns one client's tunnel WebSocket (``/tunnel`` on the main host)."""
 
     session: TunnelSession | None = None
@@ -96,7 +112,7 @@ class TunnelConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_REPLACED, reason="replaced by a newer connection")
 
 
-class PublicSocketConsumer(AsyncConsumer):
+class PublicSocketConsumer(_NoDatabaseDispatch, AsyncConsumer):
     """A public WebSocket on a tunnel host, bridged to the local server."""
 
     bridge: SocketBridge

@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, the tunnel router for WebSockets."""
+"""ASGI entry point: tunnel hosts take a lean Django handler, everything else the full one."""
 
 import os
 
@@ -10,6 +10,17 @@ django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from tunnels.handler import TunnelASGIHandler  # noqa: E402
+from tunnels.hosts import TunnelHost, classify, header  # noqa: E402
 from tunnels.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application})
+tunnel_application = TunnelASGIHandler()
+
+
+async def http_application(scope, receive, send):
+    if isinstance(classify(header(scope, b"host") or ""), TunnelHost):
+        return await tunnel_application(scope, receive, send)
+    return await django_application(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})

@@ -141,6 +141,11 @@ class LuminetRequest(WebRequest):
     def process(self):
         # Hide the body from daphne's read-everything loop; _RequestQueue reads it.
         self.real_content, self.content = self.content, _EmptyBody()
+        # Response heads and bodies are separate small writes: without TCP_NODELAY,
+        # Nagle's algorithm holds the body back until the head is acknowledged.
+        transport = getattr(self.channel, "transport", None)
+        if transport is not None and hasattr(transport, "setTcpNoDelay"):
+            transport.setTcpNoDelay(True)
         return super().process()
 
     def handle_reply(self, message):
