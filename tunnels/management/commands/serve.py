@@ -15,12 +15,18 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default="127.0.0.1", help="address to listen on")
         parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
         parser.add_argument(
+            "--access-log",
+            action="store_true",
+            help="print one line per request on stdout (off by default: it costs "
+            "throughput, and a reverse proxy in front usually logs requests already)",
+        )
+        parser.add_argument(
             "--proxy-headers",
             action="store_true",
             help="trust X-Forwarded-For/-Proto from a reverse proxy in front (e.g. Caddy)",
         )
 
-    def handle(self, *args, bind: str, port: int, proxy_headers: bool, **options):
+    def handle(self, *args, bind: str, port: int, proxy_headers: bool, access_log: bool, **options):
         if not 0 <= port <= 65535:
             raise CommandError(f"--port must be between 0 and 65535, not {port}")
         # daphne reads "--port 0" as "no port" and falls back to 8000, so the address
@@ -31,8 +37,10 @@ class Command(BaseCommand):
             f"tcp:port={port}:interface={interface}",
             # Only the local server's headers reach the public client: no "Server: daphne".
             "--no-server-name",
+            # daphne's verbosity only switches its access log on (our logging is
+            # configured in settings).
             "--verbosity",
-            str(max(1, options["verbosity"])),
+            "1" if access_log else "0",
         ]
         if proxy_headers:
             daphne_args.append("--proxy-headers")
