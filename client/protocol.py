@@ -31,9 +31,10 @@ PROTOCOL_VERSION = 1
 
 #: Body bytes per binary frame: well under daphne's 1 MiB WebSocket message cap.
 CHUNK_SIZE = 64 * 1024
-#: Unacknowledged chunks per stream and direction: bounds memory at 4 x 64 KiB per
-#: stream per hop, and keeps channel-layer queues far below their capacity.
-WINDOW_CHUNKS = 4
+#: Unacknowledged chunks per stream and direction: bounds memory at 16 x 64 KiB per
+#: stream per hop and keeps channel-layer queues below their capacity. 16 rather
+#: than 4 tripled throughput on Redis, where each chunk costs a round trip (bench/).
+WINDOW_CHUNKS = 16
 #: Largest text frame we accept: generous for headers, small enough to refuse abuse.
 MAX_CONTROL_BYTES = 256 * 1024
 #: Total bytes of header names and values in one request or response.

@@ -157,8 +157,10 @@ if REDIS_URL:
                 # consumers after about 5 s (channels_redis#422).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": f"{LUMINET_REDIS_PREFIX}asgi",
-                # Flow-control windows keep queues far below this; it is a backstop.
-                "capacity": 1000,
+                # Flow-control windows (16 chunks a stream) keep queues below this;
+                # it is a backstop. channels-redis also sizes each process's local
+                # receive buffers by it, and silently drops the oldest beyond it.
+                "capacity": 10000,
                 "expiry": 60,
             },
         }
@@ -167,7 +169,7 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": 1000, "expiry": 60},
+            "CONFIG": {"capacity": 10000, "expiry": 60},
         }
     }
 
