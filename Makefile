@@ -38,3 +38,9 @@ format: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 .pytest_cache .ruff_cache
+
+# The benchmark of issue 4 (docs/performance.md): needs wrk (apt-get install wrk) and
+# Redis at REDIS_URL (default redis://127.0.0.1:6379/10). BENCH_ARGS=--smoke for a short run.
+.PHONY: bench
+bench: $(VENV)/.installed
+	$(PY) -m bench $(BENCH_ARGS)
