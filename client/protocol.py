@@ -35,6 +35,9 @@ CHUNK_SIZE = 64 * 1024
 #: stream per hop and keeps channel-layer queues below their capacity. 16 rather
 #: than 4 tripled throughput on Redis, where each chunk costs a round trip (bench/).
 WINDOW_CHUNKS = 16
+#: Body receivers return credit for this many chunks at a time (each credit is a
+#: message, and on Redis a round trip); a quarter of the window keeps data flowing.
+CREDIT_BATCH = WINDOW_CHUNKS // 4
 #: Largest text frame we accept: generous for headers, small enough to refuse abuse.
 MAX_CONTROL_BYTES = 256 * 1024
 #: Total bytes of header names and values in one request or response.

@@ -62,6 +62,7 @@ class ClientStream:
         self.body: queue.Queue[tuple[bytes, bool] | None] = queue.Queue()
         self.body_done = False  # the last request chunk has reached the local server
         self._unacked = 0  # request chunks received and not yet acknowledged
+        self._consumed = 0  # chunks taken by the local server since the last credit
         self._unacked_lock = threading.Lock()
         self.credit = threading.Semaphore(WINDOW_CHUNKS)
         self.cancelled = threading.Event()
@@ -94,11 +95,15 @@ class ClientStream:
             self._unacked += 1
         self.body.put((chunk, end))
 
-    def chunk_sent(self) -> bool:
-        """Count a chunk as taken by the local server; True if credit should go back."""
+    def chunk_sent(self) -> int:
+        """Count a chunk as taken by the local server; return the credit to send back."""
         with self._unacked_lock:
             self._unacked -= 1
-        return not self.body_done
+            self._consumed += 1
+            if self.body_done or self._consumed < protocol.CREDIT_BATCH:
+                return 0
+            self._consumed = 0
+            return protocol.CREDIT_BATCH
 
     def wait_credit(self) -> None:
         self.credit.acquire()
@@ -310,8 +315,9 @@ class Tunnel:
             self._log(stream.request, status, time.monotonic() - started)
 
     def _ack(self, stream: ClientStream) -> None:
-        if stream.chunk_sent():
-            self.send(protocol.Window(stream=stream.id, chunks=1))
+        credit = stream.chunk_sent()
+        if credit:
+            self.send(protocol.Window(stream=stream.id, chunks=credit))
 
     def _send_quietly(self, message: protocol.ControlMessage) -> None:
         with contextlib.suppress(ConnectionLost):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
-from client.protocol import CHUNK_SIZE, WINDOW_CHUNKS, Headers
+from client.protocol import CHUNK_SIZE, CREDIT_BATCH, WINDOW_CHUNKS, Headers
 
 from .registry import RegistryError, get_registry
 
@@ -192,6 +192,7 @@ class Stream:
 
     async def body(self) -> AsyncIterator[bytes]:
         """Yield the response body; raise TunnelClosed if it cannot be completed."""
+        consumed = 0
         while not self._finished:
             message = await self._inbox.get()
             if message["type"] == "stream.error":
@@ -205,9 +206,13 @@ class Stream:
             if data:
                 yield data
             if not end:
-                # Credit goes back only once the chunk has left for the public
-                # client, so a slow reader slows this stream alone.
-                await self._send({"type": "tunnel.window", "chunks": 1})
+                # Credit goes back only once chunks have left for the public client,
+                # so a slow reader slows this stream alone; a few at a time, since
+                # each credit message is a channel-layer round trip.
+                consumed += 1
+                if consumed == CREDIT_BATCH:
+                    consumed = 0
+                    await self._send({"type": "tunnel.window", "chunks": CREDIT_BATCH})
 
     async def close(self) -> None:
         """Stop background work; tell the tunnel if the stream ended early."""
