@@ -35,9 +35,7 @@ def forwarded(scope: dict, method: str, drop: frozenset[str] = frozenset()) -> t
     target = path.decode("latin-1")
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
-    received: Headers = [
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
-    ]
+    received = _received(scope)
     unwanted = _REPLACED | drop
     headers = [pair for pair in protocol.end_to_end(received) if pair[0].lower() not in unwanted]
     forwarded_for = [v for n, v in headers if n.lower() == "x-forwarded-for"]
@@ -64,10 +62,14 @@ def request_head(request: HttpRequest) -> relay.RequestHead:
     scope = request.scope  # type: ignore[attr-defined]
     method = request.method or "GET"
     target, headers = forwarded(scope, method)
-    received = [
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
-    ]
-    return relay.RequestHead(method=method, path=target, headers=headers, body=_has_body(received))
+    return relay.RequestHead(
+        method=method, path=target, headers=headers, body=_has_body(_received(scope))
+    )
+
+
+def _received(scope: dict) -> Headers:
+    """The public request's header lines as latin-1 text, every byte kept."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
 
 
 def _has_body(headers: Headers) -> bool:

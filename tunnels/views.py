@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,8 +10,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import relay
 from .forwarding import InvalidRequest, UpstreamResponse, error_response, request_head
-
-logger = logging.getLogger(__name__)
 
 
 async def health(request: HttpRequest) -> HttpResponse:
