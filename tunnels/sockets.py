@@ -57,6 +57,10 @@ _HANDSHAKE_HEADERS = frozenset(
 CLOSE_TUNNEL_GONE = 1011
 #: A close without a closing handshake (RFC 6455 section 7.1.5); never sent in a frame.
 CLOSE_ABNORMAL = 1006
+#: Bytes from the public client waiting for the local server's credit. daphne
+#: reads public frames without pausing, so beyond this the socket is closed with
+#: 1013 (try again later) instead of the server holding whatever a client sends.
+MAX_PENDING_BYTES = 8 * 1024 * 1024
 
 Send = Callable[[dict], Awaitable[None]]
 
@@ -72,6 +76,7 @@ class SocketBridge:
         self._state = "connecting"  # -> "open" -> "closed"
         self._credit = WINDOW_CHUNKS
         self._pending: collections.deque[dict] = collections.deque()
+        self._pending_bytes = 0
         self._message = bytearray()
         self._tasks: list[asyncio.Task] = []
 
@@ -112,6 +117,11 @@ class SocketBridge:
         payload = text.encode("utf-8") if text is not None else (data or b"")
         pieces = [payload[i : i + CHUNK_SIZE] for i in range(0, len(payload), CHUNK_SIZE)]
         pieces = pieces or [b""]
+        self._pending_bytes += len(payload)
+        if self._pending_bytes > MAX_PENDING_BYTES:
+            logger.warning("tunnel %s: local WebSocket not keeping up; closing", self._subdomain)
+            await self._close(1013, "local server not keeping up")
+            return
         for index, piece in enumerate(pieces):
             self._pending.append(
                 {
@@ -185,7 +195,9 @@ class SocketBridge:
     async def _pump(self) -> None:
         while self._state == "open" and self._pending and self._credit > 0:
             self._credit -= 1
-            if not await self._to_tunnel(self._pending.popleft()):
+            fragment = self._pending.popleft()
+            self._pending_bytes -= len(fragment["data"])
+            if not await self._to_tunnel(fragment):
                 return
 
     async def _to_tunnel(self, message: dict) -> bool:

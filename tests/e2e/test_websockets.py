@@ -248,3 +248,21 @@ def test_websocket_and_http_share_one_tunnel(ws_tunnel: WsTunnel, uid: str) -> N
         (200, f"page {i}".encode()) for i in range(20)
     ]
     assert echoed >= 10
+
+
+def test_flood_to_a_stalled_local_server_is_closed_not_buffered(
+    ws_tunnel: WsTunnel, uid: str
+) -> None:
+    """A public client sending far more than a non-reading local server takes gets 1013."""
+    target = f"/{uid}/stalled"
+    ws_tunnel.local.stall(target)
+    message = bytes(MEGABYTE)
+    with (
+        connect(ws_tunnel.port, ws_tunnel.host, target) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        for _ in range(64):  # 64 MB: far beyond buffers plus the 8 MiB allowance
+            ws.send(message)
+        ws.recv(timeout=WAIT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013

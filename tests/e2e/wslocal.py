@@ -101,6 +101,7 @@ class WsLocalServer:
         self._ended: list[Ended] = []
         self._routes: dict[str, HttpReply] = {}
         self._greetings: dict[str, str] = {}
+        self._stalled: set[str] = set()
         self._loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._error: BaseException | None = None
@@ -122,6 +123,11 @@ class WsLocalServer:
         """Answer any request for ``path`` (no query) with ``reply`` instead of upgrading."""
         with self._cond:
             self._routes[path] = reply
+
+    def stall(self, path: str) -> None:
+        """Never read from WebSockets opened on ``path``: TCP pushes back once buffers fill."""
+        with self._cond:
+            self._stalled.add(path)
 
     def greet(self, path: str, text: str) -> None:
         """Send ``text`` first on every WebSocket opened on ``path`` (no query)."""
@@ -248,7 +254,10 @@ class WsLocalServer:
         self._record(Seen(target, _pairs(request.headers), True, ws.subprotocol, time.monotonic()))
         with self._cond:
             greeting = self._greetings.get(target.split("?", 1)[0])
+            stalled = target.split("?", 1)[0] in self._stalled
         try:
+            if stalled:
+                await ws.wait_closed()
             if greeting is not None:
                 await ws.send(greeting)
             async for message in ws:
