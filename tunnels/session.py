@@ -93,7 +93,7 @@ class TunnelSession:
             return
         match message:
             case protocol.Response(stream=stream_id):
-                stream = self._streams.get(stream_id)
+                stream = self._stream(stream_id, websocket=False)
                 if stream is None:
                     return  # cancelled by the public side meanwhile
                 if not message.body:
@@ -123,14 +123,14 @@ class TunnelSession:
                         stream.reply, {"type": "stream.error", "message": message.message}
                     )
             case protocol.WsAccept(stream=stream_id):
-                stream = self._streams.get(stream_id)
+                stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
                     await self._to_view(
                         stream.reply,
                         {"type": "stream.ws_accept", "subprotocol": message.subprotocol},
                     )
             case protocol.WsReject(stream=stream_id):
-                stream = self._streams.get(stream_id)
+                stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
                     self._forget(stream_id)
                     await self._to_view(
@@ -142,7 +142,7 @@ class TunnelSession:
                         },
                     )
             case protocol.WsClose(stream=stream_id):
-                stream = self._streams.get(stream_id)
+                stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
                     self._forget(stream_id)
                     await self._to_view(
@@ -165,13 +165,11 @@ class TunnelSession:
     async def _received_data(self, message: protocol.BinaryMessage) -> None:
         if self.subdomain is None:
             raise ProtocolError("the first message must be auth")
-        stream = self._streams.get(message.stream)
+        stream = self._stream(message.stream, websocket=isinstance(message, protocol.WsFrame))
         if stream is None:
             return  # cancelled meanwhile: its in-flight chunks are expected
         if stream.response_credit <= 0:
             raise ProtocolError(f"stream {message.stream} sent beyond its window")
-        if isinstance(message, protocol.Data) == stream.websocket:
-            raise ProtocolError(f"stream {message.stream} got a frame of the wrong kind")
         stream.response_credit -= 1
         self._bytes_out += len(message.payload)
         match message:
@@ -336,6 +334,14 @@ class TunnelSession:
             self._bytes_in,
             self._bytes_out,
         )
+
+    def _stream(self, stream_id: int, websocket: bool) -> _StreamState | None:
+        """The open stream ``stream_id``, which must be of the kind the message needs."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.websocket != websocket:
+            kind = "WebSocket" if stream.websocket else "HTTP"
+            raise ProtocolError(f"stream {stream_id} is a {kind} stream")
+        return stream
 
     def _new_stream(self, reply: str, websocket: bool) -> int:
         stream_id = self._next_stream
