@@ -5,7 +5,6 @@ Every wait has a deadline and every failure shows the process's own output.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -15,6 +14,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
+
+from bench.procs import clean_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -32,25 +33,9 @@ LISTENING_RE = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
 ACTIVE_RE = r"Tunnel active: (http://([a-z0-9]+)\.localhost)\s*$"
 DOWN_RE = r"Tunnel down \(.*\); reconnecting in"
 
-#: Variables of ours, or read by the server or client, that must come only from the test.
-_DROPPED = {"REDIS_URL", "DATABASE_URL", "SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE"}
-_DROPPED_PREFIXES = ("LUMINET_", "TUNNEL_")
-
 
 class LineNotFound(AssertionError):
     pass
-
-
-def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
-    """The test runner's environment without our settings, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _DROPPED and not k.startswith(_DROPPED_PREFIXES)
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 class LineLog:
