@@ -9,21 +9,26 @@ never makes a process hold more than a few chunks of a body.
 Messages to the tunnel consumer's channel (``reply`` names the stream)::
 
     tunnel.open    reply, method, path, headers, body
-    tunnel.data    reply, data, end
+    tunnel.data    reply, data, end, chunks
     tunnel.window  reply, chunks      (the view consumed response chunks)
     tunnel.cancel  reply              (the public side went away)
 
 Messages back to the stream's reply channel::
 
-    stream.response  status, headers, body
-    stream.data      data, end
+    stream.response  status, headers, body [, data, end, chunks]
+    stream.data      data, end, chunks
     stream.window    chunks           (the client consumed request chunks)
     stream.error     message          (local failure, or the tunnel closed)
+
+``chunks`` is how many wire chunks (each at most ``CHUNK_SIZE``) a ``data``
+carries: one channel-layer message may carry several, since each message costs
+a round trip on Redis. Windows are counted in wire chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -107,6 +112,7 @@ class Stream:
         self._credit_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._finished = False
+        self._first_data: dict | None = None
         self._last_progress = asyncio.get_running_loop().time()
 
     async def _send(self, message: dict) -> None:
@@ -136,10 +142,13 @@ class Stream:
             while self._credit <= 0:
                 self._credit_changed.clear()
                 await self._credit_changed.wait()
-            chunk = read(CHUNK_SIZE)
-            end = len(chunk) < CHUNK_SIZE
-            self._credit -= 1
-            await self._send({"type": "tunnel.data", "data": chunk, "end": end})
+            # All the credit at once: one channel-layer message for many chunks.
+            wanted = self._credit * CHUNK_SIZE
+            data = read(wanted)
+            end = len(data) < wanted
+            chunks = max(1, -(-len(data) // CHUNK_SIZE))
+            self._credit -= chunks
+            await self._send({"type": "tunnel.data", "data": data, "end": end, "chunks": chunks})
             if end:
                 return
 
@@ -188,18 +197,23 @@ class Stream:
         headers = [(name, value) for name, value in message["headers"]]
         if not message["body"]:
             self._finished = True
+        elif "data" in message:  # the first of the body came with the head
+            self._first_data = {key: message[key] for key in ("data", "end", "chunks")}
         return ResponseHead(message["status"], headers, message["body"])
 
     async def body(self) -> AsyncIterator[bytes]:
         """Yield the response body; raise TunnelClosed if it cannot be completed."""
         consumed = 0
         while not self._finished:
-            message = await self._inbox.get()
-            if message["type"] == "stream.error":
-                self._finished = True
-                raise TunnelClosed(message["message"])
-            if message["type"] != "stream.data":
-                raise TunnelClosed(f"unexpected {message['type']} in a response body")
+            if self._first_data is not None:
+                message, self._first_data = self._first_data, None
+            else:
+                message = await self._inbox.get()
+                if message["type"] == "stream.error":
+                    self._finished = True
+                    raise TunnelClosed(message["message"])
+                if message["type"] != "stream.data":
+                    raise TunnelClosed(f"unexpected {message['type']} in a response body")
             data, end = message["data"], message["end"]
             if end:
                 self._finished = True
@@ -209,10 +223,10 @@ class Stream:
                 # Credit goes back only once chunks have left for the public client,
                 # so a slow reader slows this stream alone; a few at a time, since
                 # each credit message is a channel-layer round trip.
-                consumed += 1
-                if consumed == CREDIT_BATCH:
+                consumed += message["chunks"]
+                if consumed >= CREDIT_BATCH:
+                    await self._send({"type": "tunnel.window", "chunks": consumed})
                     consumed = 0
-                    await self._send({"type": "tunnel.window", "chunks": CREDIT_BATCH})
 
     async def close(self) -> None:
         """Stop background work; tell the tunnel if the stream ended early."""
@@ -225,6 +239,34 @@ class Stream:
             self._finished = True
             with contextlib.suppress(TunnelError):
                 await self._send({"type": "tunnel.cancel"})
+
+
+def coalesce(queue: collections.deque[dict]) -> dict:
+    """Pop the next message for a view from ``queue``, merged with what can go with it.
+
+    Body chunks queued behind a response head or behind other body chunks travel
+    in one message, and so do consecutive credits: fewer channel-layer messages,
+    the same bytes in the same order. Used by the tunnel consumer's ``Outbox``.
+    """
+    message = queue.popleft()
+    kind = message["type"]
+    if kind == "stream.window":
+        chunks = message["chunks"]
+        while queue and queue[0]["type"] == "stream.window":
+            chunks += queue.popleft()["chunks"]
+        return {**message, "chunks": chunks}
+    carries_body = kind == "stream.data" or (kind == "stream.response" and message["body"])
+    if not carries_body or not queue or queue[0]["type"] != "stream.data":
+        return message
+    parts = [message["data"]] if kind == "stream.data" else []
+    chunks = message["chunks"] if kind == "stream.data" else 0
+    end = kind == "stream.data" and message["end"]
+    while queue and queue[0]["type"] == "stream.data" and not end:
+        data = queue.popleft()
+        parts.append(data["data"])
+        chunks += data["chunks"]
+        end = data["end"]
+    return {**message, "data": b"".join(parts), "end": end, "chunks": chunks}
 
 
 async def find_tunnel(subdomain: str) -> str:

@@ -24,9 +24,15 @@ from client.protocol import ProtocolError
 from tokens.auth import authenticate, is_still_valid
 
 from .hosts import public_url
+from .outbox import Outbox
 from .registry import RegistryError, claim_subdomain, get_registry
+from .relay import coalesce
 
 logger = logging.getLogger(__name__)
+
+
+#: Seconds a closing tunnel spends sending the views what is still queued for them.
+OUTBOX_FLUSH_TIMEOUT = 2.0
 
 
 class SessionClosed(Exception):
@@ -59,6 +65,7 @@ class TunnelSession:
         self._send_text = send_text
         self._send_bytes = send_bytes
         self._layer = get_channel_layer()
+        self._outbox = Outbox(self._layer, coalesce, self._view_lost)
         self._registry = get_registry()
         self.token_id: int | None = None
         self.token_label = ""
@@ -98,7 +105,7 @@ class TunnelSession:
                     return  # cancelled by the public side meanwhile
                 if not message.body:
                     self._forget(stream_id)
-                await self._to_view(
+                self._to_view(
                     stream.reply,
                     {
                         "type": "stream.response",
@@ -114,18 +121,18 @@ class TunnelSession:
                 chunks = min(chunks, stream.request_unacked)
                 if chunks:
                     stream.request_unacked -= chunks
-                    await self._to_view(stream.reply, {"type": "stream.window", "chunks": chunks})
+                    self._to_view(stream.reply, {"type": "stream.window", "chunks": chunks})
             case protocol.StreamError(stream=stream_id):
                 stream = self._streams.get(stream_id)
                 if stream is not None:
                     self._forget(stream_id)
-                    await self._to_view(
+                    self._to_view(
                         stream.reply, {"type": "stream.error", "message": message.message}
                     )
             case protocol.WsAccept(stream=stream_id):
                 stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
-                    await self._to_view(
+                    self._to_view(
                         stream.reply,
                         {"type": "stream.ws_accept", "subprotocol": message.subprotocol},
                     )
@@ -133,7 +140,7 @@ class TunnelSession:
                 stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
                     self._forget(stream_id)
-                    await self._to_view(
+                    self._to_view(
                         stream.reply,
                         {
                             "type": "stream.ws_reject",
@@ -145,7 +152,7 @@ class TunnelSession:
                 stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
                     self._forget(stream_id)
-                    await self._to_view(
+                    self._to_view(
                         stream.reply,
                         {"type": "stream.ws_close", "code": message.code, "reason": message.reason},
                     )
@@ -176,7 +183,7 @@ class TunnelSession:
             case protocol.Data(end=end):
                 if end:
                     self._forget(message.stream)
-                event = {"type": "stream.data", "data": message.payload, "end": end}
+                event = {"type": "stream.data", "data": message.payload, "end": end, "chunks": 1}
             case protocol.WsFrame(text=text, fin=fin):
                 event = {
                     "type": "stream.ws_frame",
@@ -186,7 +193,7 @@ class TunnelSession:
                 }
             case _:
                 assert_never(message)
-        await self._to_view(stream.reply, event)
+        self._to_view(stream.reply, event)
 
     async def _authenticate(self, message: protocol.Auth) -> None:
         token = await authenticate(message.token)
@@ -267,10 +274,16 @@ class TunnelSession:
         stream_id = self._by_reply.get(event["reply"])
         if stream_id is None:
             return
-        self._streams[stream_id].request_unacked += 1
-        self._bytes_in += len(event["data"])
-        frame = protocol.Data(stream=stream_id, payload=event["data"], end=event["end"])
-        await self._send_bytes(protocol.encode_data(frame))
+        data, end = event["data"], event["end"]
+        self._bytes_in += len(data)
+        # The view may send several chunks' worth in one message (see relay).
+        chunks = protocol.split_chunks(data)
+        self._streams[stream_id].request_unacked += len(chunks)
+        for number, chunk in enumerate(chunks, 1):
+            frame = protocol.Data(
+                stream=stream_id, payload=chunk, end=end and number == len(chunks)
+            )
+            await self._send_bytes(protocol.encode_data(frame))
 
     async def stream_window(self, event: dict) -> None:
         stream_id = self._by_reply.get(event["reply"])
@@ -315,9 +328,13 @@ class TunnelSession:
     async def ended(self) -> None:
         """Release the subdomain and fail every stream still open. Idempotent."""
         for stream in list(self._streams.values()):
-            await self._to_view(stream.reply, {"type": "stream.error", "message": "tunnel closed"})
+            self._to_view(stream.reply, {"type": "stream.error", "message": "tunnel closed"})
         self._streams.clear()
         self._by_reply.clear()
+        # Whatever the views have not been sent yet, then stop; a view that still
+        # misses its message finds the tunnel gone on its own (relay.tunnel_gone).
+        await self._outbox.flush(OUTBOX_FLUSH_TIMEOUT)
+        await self._outbox.close()
         if self.subdomain is None or self.token_id is None or self._ended:
             return
         self._ended = True
@@ -356,13 +373,15 @@ class TunnelSession:
         if stream is not None:
             self._by_reply.pop(stream.reply, None)
 
-    async def _to_view(self, reply: str, message: dict) -> None:
-        try:
-            await self._layer.send(reply, message)
-        except ChannelFull:
-            # Windows make this impossible for a live view; a dead one is gone anyway.
-            logger.error("tunnel %s: reply channel full, dropping stream", self.subdomain)
-            stream_id = self._by_reply.get(reply)
-            if stream_id is not None:
-                self._forget(stream_id)
+    def _to_view(self, reply: str, message: dict) -> None:
+        self._outbox.put(reply, message)
+
+    async def _view_lost(self, reply: str) -> None:
+        # Windows make a full reply channel impossible for a live view; a dead one
+        # is gone anyway.
+        logger.error("tunnel %s: reply channel unusable, dropping stream", self.subdomain)
+        stream_id = self._by_reply.get(reply)
+        if stream_id is not None:
+            self._forget(stream_id)
+            with contextlib.suppress(Exception):  # the tunnel may be closing too
                 await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
