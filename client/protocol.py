@@ -31,10 +31,12 @@ PROTOCOL_VERSION = 1
 
 #: Body bytes per binary frame: well under daphne's 1 MiB WebSocket message cap.
 CHUNK_SIZE = 64 * 1024
-#: Unacknowledged chunks per stream and direction: bounds memory at 16 x 64 KiB per
-#: stream per hop and keeps channel-layer queues below their capacity. 16 rather
-#: than 4 tripled throughput on Redis, where each chunk costs a round trip (bench/).
-WINDOW_CHUNKS = 16
+#: Unacknowledged chunks per stream and direction: bounds memory at 32 x 64 KiB per
+#: stream per hop and keeps channel-layer queues below their capacity. A stream
+#: moves at most a window per credit round trip (public side, channel layer, tunnel
+#: WebSocket and back): on Redis 4 chunks gave 8 MB/s, 16 gave 52 and 32 gave 70-77
+#: (docs/performance.md).
+WINDOW_CHUNKS = 32
 #: Body receivers return credit for this many chunks at a time (each credit is a
 #: message, and on Redis a round trip); a quarter of the window keeps data flowing.
 CREDIT_BATCH = WINDOW_CHUNKS // 4
