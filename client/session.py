@@ -24,6 +24,7 @@ import websocket
 from . import protocol
 from .config import Config
 from .forward import ConnectionPool, Exchange, LocalError
+from .frames import MaskedFrame
 from .protocol import WINDOW_CHUNKS, ProtocolError
 from .sockets import LocalSocket
 
@@ -132,15 +133,15 @@ class Tunnel:
     # -- sending -------------------------------------------------------------
 
     def send(self, message: protocol.ControlMessage) -> None:
-        self._send_frame(protocol.encode(message), websocket.ABNF.OPCODE_TEXT)
+        self._send_frame(protocol.encode(message).encode(), websocket.ABNF.OPCODE_TEXT)
 
     def send_data(self, message: protocol.BinaryMessage) -> None:
         self._send_frame(protocol.encode_data(message), websocket.ABNF.OPCODE_BINARY)
 
-    def _send_frame(self, payload, opcode: int) -> None:
+    def _send_frame(self, payload: bytes, opcode: int) -> None:
         try:
             with self._send_lock:
-                self._ws.send(payload, opcode)
+                self._ws.send_frame(MaskedFrame(opcode, payload))
         except (OSError, websocket.WebSocketException) as exc:
             self._closed.set()
             raise ConnectionLost(str(exc)) from exc
