@@ -144,6 +144,20 @@ class Exchange:
         )
         return LocalResponse(response.status, headers, body=not bodyless)
 
+    def body_waiting(self) -> bool:
+        """Whether some of the body has arrived already, so reading it will not wait."""
+        conn, response = self._conn, self._response
+        if conn is None or conn.sock is None or response is None or response.fp is None:
+            return False
+        timeout = conn.sock.gettimeout()
+        conn.sock.settimeout(0.0)  # peek must not wait for the local server
+        try:
+            return bool(response.fp.peek(1))
+        except OSError:
+            return False
+        finally:
+            conn.sock.settimeout(timeout)
+
     def body_chunks(self) -> Iterator[tuple[bytes, bool]]:
         """Yield (chunk, is_last) as the local server writes them."""
         response = self._response

@@ -141,6 +141,9 @@ class Response:
     status: int
     headers: Headers = field(default_factory=list)
     body: bool = False
+    #: The first DATA frame of the body is already on its way right behind this
+    #: head, so the server may hold the head for it and pass both on together.
+    data_follows: bool = False
 
 
 @dataclass(frozen=True)
@@ -355,8 +358,16 @@ def decode(text: str | bytes) -> ControlMessage:
             # 1xx heads are interim: the client consumes them, only final ones travel.
             if not 200 <= status <= 599:
                 raise ProtocolError("response status out of range")
+            body = _bool(raw, "body")
+            data_follows = _bool(raw, "data_follows")
+            if data_follows and not body:
+                raise ProtocolError("data_follows on a response without a body")
             return Response(
-                stream=_stream(raw), status=status, headers=_headers(raw), body=_bool(raw, "body")
+                stream=_stream(raw),
+                status=status,
+                headers=_headers(raw),
+                body=body,
+                data_follows=data_follows,
             )
         case "window":
             chunks = _int(raw, "chunks")

@@ -290,6 +290,8 @@ class Tunnel:
                     status=response.status,
                     headers=protocol.validate_headers(response.headers),
                     body=response.body,
+                    # The server may then pass head and first chunk on together.
+                    data_follows=response.body and exchange.body_waiting(),
                 )
             )
             if response.body:

@@ -119,6 +119,10 @@ async def _relay_body(stream: relay.Stream, send_body: bool) -> AsyncIterator[by
     # the rest onto the connection: for those, nothing is yielded at all.
     try:
         if send_body:
+            if not stream.body_waiting():
+                # daphne writes a head only along with body bytes; a head that came
+                # alone (a long poll, say) goes to the public client now.
+                yield b""
             async for chunk in stream.body():
                 yield chunk
     finally:

@@ -201,6 +201,10 @@ class Stream:
             self._first_data = {key: message[key] for key in ("data", "end", "chunks")}
         return ResponseHead(message["status"], headers, message["body"])
 
+    def body_waiting(self) -> bool:
+        """Whether a message of the body (or an error) has arrived and can be read now."""
+        return self._first_data is not None or not self._inbox.empty()
+
     async def body(self) -> AsyncIterator[bytes]:
         """Yield the response body; raise TunnelClosed if it cannot be completed."""
         consumed = 0
@@ -258,9 +262,10 @@ def coalesce(queue: collections.deque[dict]) -> dict:
     carries_body = kind == "stream.data" or (kind == "stream.response" and message["body"])
     if not carries_body or not queue or queue[0]["type"] != "stream.data":
         return message
-    parts = [message["data"]] if kind == "stream.data" else []
-    chunks = message["chunks"] if kind == "stream.data" else 0
-    end = kind == "stream.data" and message["end"]
+    # A head may carry the start of its body already (the consumer joined them).
+    parts = [message["data"]] if "data" in message else []
+    chunks = message.get("chunks", 0)
+    end = message.get("end", False)
     while queue and queue[0]["type"] == "stream.data" and not end:
         data = queue.popleft()
         parts.append(data["data"])

@@ -52,6 +52,8 @@ class _StreamState:
     response_credit: int = protocol.WINDOW_CHUNKS
     # Request DATA frames sent to the client and not yet acknowledged.
     request_unacked: int = 0
+    # A response head held for the DATA frame the client said follows it.
+    held_head: dict | None = None
 
 
 SendText = Callable[[str], Awaitable[None]]
@@ -105,15 +107,16 @@ class TunnelSession:
                     return  # cancelled by the public side meanwhile
                 if not message.body:
                     self._forget(stream_id)
-                self._to_view(
-                    stream.reply,
-                    {
-                        "type": "stream.response",
-                        "status": message.status,
-                        "headers": [list(pair) for pair in message.headers],
-                        "body": message.body,
-                    },
-                )
+                head = {
+                    "type": "stream.response",
+                    "status": message.status,
+                    "headers": [list(pair) for pair in message.headers],
+                    "body": message.body,
+                }
+                if message.data_follows:
+                    stream.held_head = head  # one channel-layer message for both
+                else:
+                    self._to_view(stream.reply, head)
             case protocol.Window(stream=stream_id, chunks=chunks):
                 stream = self._streams.get(stream_id)
                 if stream is None:
@@ -126,6 +129,8 @@ class TunnelSession:
                 stream = self._streams.get(stream_id)
                 if stream is not None:
                     self._forget(stream_id)
+                    if stream.held_head is not None:
+                        self._to_view(stream.reply, stream.held_head)
                     self._to_view(
                         stream.reply, {"type": "stream.error", "message": message.message}
                     )
@@ -184,6 +189,9 @@ class TunnelSession:
                 if end:
                     self._forget(message.stream)
                 event = {"type": "stream.data", "data": message.payload, "end": end, "chunks": 1}
+                if stream.held_head is not None:
+                    event = {**stream.held_head, "data": message.payload, "end": end, "chunks": 1}
+                    stream.held_head = None
             case protocol.WsFrame(text=text, fin=fin):
                 event = {
                     "type": "stream.ws_frame",

@@ -220,6 +220,24 @@ class Events:
         return True
 
 
+class LateBody:
+    """Sends the head at once and the body ``delay`` seconds later; records both times."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.head_sent_at = 0.0
+        self.body_sent_at = 0.0
+
+    def __call__(self, incoming: Incoming) -> bool:
+        self.head_sent_at = time.monotonic()
+        incoming.wfile.write(_head("200 OK", [("Content-Type", "text/plain"), *CHUNKED]))
+        if incoming.stopping.wait(self.delay):  # the delay under test, not a synchronisation
+            return False
+        self.body_sent_at = time.monotonic()
+        incoming.wfile.write(_chunk(b"late") + b"0\r\n\r\n")
+        return True
+
+
 class Truncated:
     """Sends part of a response, then closes the connection without a clean end.
 

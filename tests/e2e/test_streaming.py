@@ -25,6 +25,7 @@ from .streaming import (
     Download,
     Endless,
     Events,
+    LateBody,
     Pacer,
     Truncated,
     UploadSink,
@@ -276,6 +277,24 @@ def test_server_sent_events_arrive_as_sent(tunnel: Tunnel, uid: str) -> None:
     assert [text for text, _ in received] == expected_events(5)
     delays = [arrived - sent for (_, arrived), sent in zip(received, events.sent_at, strict=True)]
     assert max(delays) < 0.15, f"events arrived {[f'{d:.3f}' for d in delays]} s after sending"
+
+
+def test_head_is_not_held_for_a_body_the_local_server_has_not_written(
+    tunnel: Tunnel, uid: str
+) -> None:
+    """The server joins a head with its first chunk only when that chunk is already there."""
+    path = f"/{uid}/late-body"
+    handler = LateBody(delay=1.0)
+    tunnel.local.stream(path, handler)
+    conn, response = get(tunnel, path, timeout=10)
+    try:
+        head_arrived = time.monotonic()
+        assert response.status == 200
+        assert response.read() == b"late"
+    finally:
+        conn.close()
+    assert handler.body_sent_at > head_arrived, "the head waited for the body"
+    assert head_arrived - handler.head_sent_at < 0.5
 
 
 def test_event_stream_may_outlast_request_timeout(

@@ -29,6 +29,7 @@ def roundtrip(message):
         protocol.Response(
             stream=7, status=418, headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
         ),
+        protocol.Response(stream=7, status=200, body=True, data_follows=True),
         protocol.Window(stream=1, chunks=protocol.WINDOW_CHUNKS),
         protocol.StreamError(stream=3, message="connection refused"),
         protocol.Cancel(stream=2**32 - 1),
@@ -160,6 +161,8 @@ def _request(**overrides):
         '{"type": "response", "stream": 1, "status": 101}',
         '{"type": "response", "stream": 1, "status": 600}',
         '{"type": "response", "stream": 1, "status": true}',
+        '{"type": "response", "stream": 1, "status": 200, "data_follows": true}',
+        '{"type": "response", "stream": 1, "status": 200, "body": true, "data_follows": 1}',
         '{"type": "window", "stream": 1, "chunks": 0}',
         '{"type": "window", "stream": 1, "chunks": 1000}',
         '{"type": "error", "stream": 1}',
