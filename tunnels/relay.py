@@ -111,6 +111,7 @@ class Stream:
         self._credit = WINDOW_CHUNKS
         self._credit_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._liveness: asyncio.TimerHandle | None = None
         self._finished = False
         self._first_data: dict | None = None
         self._last_progress = asyncio.get_running_loop().time()
@@ -133,8 +134,14 @@ class Stream:
             else:
                 self._inbox.put_nowait(message)
 
+    def _watch_liveness(self) -> None:
+        # A timer, not a task from the start: most streams end before the first check.
+        self._liveness = asyncio.get_running_loop().call_later(
+            LIVENESS_INTERVAL, self._watch_liveness
+        )
+
     async def _liveness_loop(self) -> None:
-        await tunnel_gone(self.subdomain, self._tunnel)
+        await tunnel_gone(self.subdomain, self._tunnel, first_check=0)
         self._inbox.put_nowait({"type": "stream.error", "message": "tunnel closed"})
 
     async def _send_body(self, read: BodyReader) -> None:
@@ -155,7 +162,9 @@ class Stream:
     async def start(self, head: RequestHead, read: BodyReader) -> None:
         logger.debug("stream %s: opening on %s", self._reply, self._tunnel)
         self._tasks.append(asyncio.create_task(self._receive_loop()))
-        self._tasks.append(asyncio.create_task(self._liveness_loop()))
+        self._liveness = asyncio.get_running_loop().call_later(
+            LIVENESS_INTERVAL, self._watch_liveness
+        )
         await self._send(
             {
                 "type": "tunnel.open",
@@ -184,7 +193,8 @@ class Stream:
         while True:
             remaining = self._last_progress + timeout - loop.time()
             try:
-                message = await asyncio.wait_for(self._inbox.get(), max(remaining, 0))
+                async with asyncio.timeout(max(remaining, 0)):
+                    message = await self._inbox.get()
                 break
             except TimeoutError as exc:
                 if self._last_progress + timeout <= loop.time():
@@ -234,6 +244,8 @@ class Stream:
 
     async def close(self) -> None:
         """Stop background work; tell the tunnel if the stream ended early."""
+        if self._liveness is not None:
+            self._liveness.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -285,15 +297,18 @@ async def find_tunnel(subdomain: str) -> str:
     return channel
 
 
-async def tunnel_gone(subdomain: str, channel: str) -> None:
+async def tunnel_gone(subdomain: str, channel: str, first_check: float = LIVENESS_INTERVAL) -> None:
     """Return once ``subdomain`` is no longer served by ``channel``.
 
     The tunnel consumer tells its streams when it ends; this covers a server
-    process that died without telling anyone.
+    process that died without telling anyone. Checks every ``LIVENESS_INTERVAL``
+    seconds, the first after ``first_check``.
     """
     registry = get_registry()
+    wait = first_check
     while True:
-        await asyncio.sleep(LIVENESS_INTERVAL)
+        await asyncio.sleep(wait)
+        wait = LIVENESS_INTERVAL
         try:
             if await registry.lookup(subdomain) != channel:
                 return

@@ -157,7 +157,7 @@ if REDIS_URL:
                 # consumers after about 5 s (channels_redis#422).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": f"{LUMINET_REDIS_PREFIX}asgi",
-                # Flow-control windows (16 chunks a stream) keep queues below this;
+                # Flow-control windows (32 chunks a stream) keep queues below this;
                 # it is a backstop. channels-redis also sizes each process's local
                 # receive buffers by it, and silently drops the oldest beyond it.
                 "capacity": 10000,
