@@ -11,18 +11,22 @@ the full ``settings.MIDDLEWARE`` stack.
 ``handle()`` is Django's, without the ``request_started``/``request_finished``
 signals: their receivers (``close_old_connections``, ``reset_queries``) are sync,
 so each costs a hop to a thread, and tunnel requests never touch the database.
+Nor does it copy the body into a temporary file first: the view reads it from
+``request.tunnel_body`` (see ``tunnels.body``) as it sends it on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
+from .body import RequestBody
 from .hosts import HostDispatchMiddleware
 
 
@@ -35,16 +39,17 @@ class TunnelASGIHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(HostDispatchMiddleware(view_caller))
 
     async def handle(self, scope, receive, send):
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
+        first = await receive()
+        if first["type"] != "http.request":
+            return  # the public client left before anything happened
+        body = RequestBody(receive, first)
         set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
+        # Django's own body file stays empty: nothing on this path reads it.
+        request, error_response = self.create_request(scope, io.BytesIO())
         if request is None:
-            body_file.close()
             await self.send_response(error_response, send)
             return
+        request.tunnel_body = body
 
         async def process_request():
             response = await self.run_get_response(request)
@@ -54,18 +59,22 @@ class TunnelASGIHandler(ASGIHandler):
 
         # As in Django: whichever ends first, the request or the public client.
         tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(self._listen_for_disconnect(body, receive)),
             asyncio.create_task(process_request()),
         ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                if task.done():
-                    with contextlib.suppress(RequestAborted):
-                        task.result()
-                else:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-        finally:
-            body_file.close()
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _listen_for_disconnect(self, body: RequestBody, receive) -> None:
+        # receive() belongs to the body until all of it is read.
+        await body.done.wait()
+        if body.client_gone:
+            raise RequestAborted
+        await self.listen_for_disconnect(receive)

@@ -31,11 +31,12 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from django.core.exceptions import RequestAborted
 
 from client.protocol import CHUNK_SIZE, CREDIT_BATCH, WINDOW_CHUNKS, Headers
 
@@ -95,8 +96,8 @@ class ResponseHead:
     body: bool
 
 
-BodyReader = Callable[[int], bytes]
-"""Reads up to n bytes of the request body; b"" at the end."""
+BodyReader = Callable[[int], Awaitable[bytes]]
+"""Reads up to n bytes of the request body, fewer only at its end."""
 
 
 class Stream:
@@ -151,7 +152,7 @@ class Stream:
                 await self._credit_changed.wait()
             # All the credit at once: one channel-layer message for many chunks.
             wanted = self._credit * CHUNK_SIZE
-            data = read(wanted)
+            data = await read(wanted)
             end = len(data) < wanted
             chunks = max(1, -(-len(data) // CHUNK_SIZE))
             self._credit -= chunks
@@ -182,6 +183,8 @@ class Stream:
             await self._send_body(read)
         except TunnelError as exc:
             self._inbox.put_nowait({"type": "stream.error", "message": str(exc)})
+        except RequestAborted:
+            pass  # the public client left; the handler cancels the view
 
     async def response(self, timeout: float) -> ResponseHead:
         """Wait for the response head; raise a TunnelError subclass if none comes.

@@ -22,7 +22,8 @@ async def forward(request: HttpRequest) -> HttpResponse:
     subdomain = request.tunnel_subdomain  # type: ignore[attr-defined]
     try:
         head = request_head(request)
-        stream = await relay.open_stream(subdomain, head, request.read)
+        body = request.tunnel_body  # type: ignore[attr-defined]
+        stream = await relay.open_stream(subdomain, head, body.read)
     except (InvalidRequest, relay.TunnelError) as exc:
         return error_response(exc, subdomain)
     try:
