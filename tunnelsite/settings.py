@@ -168,7 +168,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "tunnels.layers.InProcessChannelLayer",
             "CONFIG": {"capacity": 10000, "expiry": 60},
         }
     }

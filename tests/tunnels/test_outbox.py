@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 import redis
-from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 
+from tunnels.layers import InProcessChannelLayer
 from tunnels.outbox import Outbox
 from tunnels.relay import coalesce
 
@@ -72,7 +72,7 @@ async def _receive_all(layer, channel: str, count_chunks: int) -> list[dict]:
 
 def test_in_memory_layer_gets_every_message_in_order():
     async def scenario():
-        layer = InMemoryChannelLayer()
+        layer = InProcessChannelLayer()
         channel = await layer.new_channel()
         lost = []
         outbox = Outbox(layer, coalesce, lambda c: _record(lost, c))
@@ -131,7 +131,7 @@ def test_chunks_queued_behind_a_send_in_flight_go_out_merged(redis_layer):
 
 def test_a_full_channel_drops_its_queue_and_says_so():
     async def scenario():
-        layer = InMemoryChannelLayer(capacity=1)
+        layer = InProcessChannelLayer(capacity=1)
         channel = await layer.new_channel()
         lost: list[str] = []
         outbox = Outbox(layer, coalesce, lambda c: _record(lost, c))
