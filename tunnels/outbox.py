@@ -28,16 +28,22 @@ logger = logging.getLogger(__name__)
 Coalesce = Callable[[collections.deque[dict]], dict]
 """Pops the next message to send from a non-empty queue, maybe merging several."""
 
+Prepare = Callable[[dict], Awaitable[dict]]
+"""Turns a message into what is sent (e.g. moves a big payload aside, see ``payloads``)."""
+
 OnLost = Callable[[str], Awaitable[None]]
 """Called with a channel whose messages could not be sent (it was full, or the
 layer failed); what was queued for it is dropped."""
 
 
 class Outbox:
-    def __init__(self, layer: BaseChannelLayer, coalesce: Coalesce, on_lost: OnLost) -> None:
+    def __init__(
+        self, layer: BaseChannelLayer, coalesce: Coalesce, on_lost: OnLost, prepare: Prepare
+    ) -> None:
         self._layer = layer
         self._coalesce = coalesce
         self._on_lost = on_lost
+        self._prepare = prepare
         self._queues: dict[str, collections.deque[dict]] = {}
         self._senders: dict[str, asyncio.Task] = {}
 
@@ -54,10 +60,10 @@ class Outbox:
             while queue:
                 message = self._coalesce(queue)
                 try:
-                    await self._layer.send(channel, message)
+                    await self._layer.send(channel, await self._prepare(message))
                 except Exception as exc:
                     if not isinstance(exc, ChannelFull):
-                        logger.error("channel layer send to %s failed: %r", channel, exc)
+                        logger.error("sending to %s failed: %r", channel, exc)
                     queue.clear()
                     await self._on_lost(channel)
         finally:

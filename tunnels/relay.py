@@ -40,6 +40,7 @@ from django.core.exceptions import RequestAborted
 
 from client.protocol import CHUNK_SIZE, CREDIT_BATCH, WINDOW_CHUNKS, Headers
 
+from .payloads import get_payloads
 from .registry import RegistryError, get_registry
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Stream:
     def __init__(self, subdomain: str, tunnel_channel: str, reply_channel: str) -> None:
         self.subdomain = subdomain
         self._layer = get_channel_layer()
+        self._payloads = get_payloads()
         self._tunnel = tunnel_channel
         self._reply = reply_channel
         self._inbox: asyncio.Queue[dict] = asyncio.Queue()
@@ -120,6 +122,10 @@ class Stream:
     async def _send(self, message: dict) -> None:
         message["reply"] = self._reply
         try:
+            message = await self._payloads.store(message)
+        except Exception as exc:  # Redis failing
+            raise TunnelClosed(f"cannot pass the body on: {exc.__class__.__name__}") from exc
+        try:
             await self._layer.send(self._tunnel, message)
         except ChannelFull as exc:
             raise TunnelBusy("tunnel queue full") from exc
@@ -132,6 +138,12 @@ class Stream:
         """
         while True:
             message = await self._layer.receive(self._reply)
+            try:
+                message = await self._payloads.fetch(message)
+            except Exception as exc:  # PayloadLost, or Redis failing: never a short body
+                logger.error("stream %s: response body lost: %r", self._reply, exc)
+                self._inbox.put_nowait({"type": "stream.error", "message": "response body lost"})
+                return
             if message["type"] == "stream.window":
                 self._credit += message["chunks"]
                 self._credit_changed.set()

@@ -25,6 +25,7 @@ from tokens.auth import authenticate, is_still_valid
 
 from .hosts import public_url
 from .outbox import Outbox
+from .payloads import get_payloads
 from .registry import RegistryError, claim_subdomain, get_registry
 from .relay import coalesce
 
@@ -67,7 +68,8 @@ class TunnelSession:
         self._send_text = send_text
         self._send_bytes = send_bytes
         self._layer = get_channel_layer()
-        self._outbox = Outbox(self._layer, coalesce, self._view_lost)
+        self._payloads = get_payloads()
+        self._outbox = Outbox(self._layer, coalesce, self._view_lost, self._payloads.store)
         self._registry = get_registry()
         self.token_id: int | None = None
         self.token_label = ""
@@ -281,6 +283,14 @@ class TunnelSession:
     async def stream_data(self, event: dict) -> None:
         stream_id = self._by_reply.get(event["reply"])
         if stream_id is None:
+            return
+        try:
+            event = await self._payloads.fetch(event)
+        except Exception as exc:  # PayloadLost, or Redis failing: the body is incomplete
+            logger.error("tunnel %s: request body lost: %r", self.subdomain, exc)
+            self._forget(stream_id)
+            self._to_view(event["reply"], {"type": "stream.error", "message": "request body lost"})
+            await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
             return
         data, end = event["data"], event["end"]
         self._bytes_in += len(data)

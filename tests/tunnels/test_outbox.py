@@ -75,7 +75,7 @@ def test_in_memory_layer_gets_every_message_in_order():
         layer = InProcessChannelLayer()
         channel = await layer.new_channel()
         lost = []
-        outbox = Outbox(layer, coalesce, lambda c: _record(lost, c))
+        outbox = Outbox(layer, coalesce, lambda c: _record(lost, c), unchanged)
         for number in range(50):
             outbox.put(channel, data(b"%d," % number, end=number == 49))
         await outbox.flush(5)
@@ -88,6 +88,10 @@ def test_in_memory_layer_gets_every_message_in_order():
 
 async def _record(lost: list, channel: str) -> None:
     lost.append(channel)
+
+
+async def unchanged(message: dict) -> dict:
+    return message
 
 
 @pytest.fixture
@@ -111,7 +115,7 @@ def test_chunks_queued_behind_a_send_in_flight_go_out_merged(redis_layer):
     async def scenario():
         layer = redis_layer()
         channel = await layer.new_channel()
-        outbox = Outbox(layer, coalesce, lambda c: _record([], c))
+        outbox = Outbox(layer, coalesce, lambda c: _record([], c), unchanged)
         chunks = [os.urandom(1000) for _ in range(40)]
         outbox.put(channel, data(chunks[0]))
         await asyncio.sleep(0)  # the sender starts, and waits on Redis
@@ -134,7 +138,7 @@ def test_a_full_channel_drops_its_queue_and_says_so():
         layer = InProcessChannelLayer(capacity=1)
         channel = await layer.new_channel()
         lost: list[str] = []
-        outbox = Outbox(layer, coalesce, lambda c: _record(lost, c))
+        outbox = Outbox(layer, coalesce, lambda c: _record(lost, c), unchanged)
         frame = {"type": "stream.ws_frame", "data": b"a", "text": False, "fin": True}
         for _ in range(3):
             outbox.put(channel, dict(frame))
