@@ -4,25 +4,68 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT, CLOSE_REPLACED
 
+from .receiving import is_stop, stop_receiving
 from .session import SessionClosed, TunnelSession
 from .sockets import SocketBridge
 
 
-class _NoDatabaseDispatch:
-    """Dispatch without Channels' per-message ``aclose_old_connections()``.
+class _LeanDispatch:
+    """Channels' consumer loop without two per-message costs.
 
-    Channels runs that through ``sync_to_async`` before every handler: a hop to the
-    one shared sync thread per message, which serialised every tunnel on the
-    server. These consumers touch the database only in ``tokens.auth``, which
-    cleans up after itself.
+    - No ``aclose_old_connections()`` before each handler: Channels runs it through
+      ``sync_to_async``, a hop to the one shared sync thread per message, which
+      serialised every tunnel on the server. These consumers touch the database
+      only in ``tokens.auth``, which cleans up after itself.
+    - No new task per message: Channels' ``await_many_dispatch`` creates one for
+      every message it waits for. Here one loop per source waits and dispatches;
+      a lock keeps Channels' rule that handlers never run concurrently.
+    - The channel-layer receive is never cancelled on exit, which on Redis could
+      lose another consumer's message; it is stopped instead (``tunnels.receiving``).
     """
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        one_at_a_time = asyncio.Lock()
+        stopping = False
+
+        async def pump(source) -> None:
+            while True:
+                message = await source()
+                if stopping or is_stop(message):
+                    return
+                async with one_at_a_time:
+                    await self.dispatch(message)
+
+        public, layer = (
+            asyncio.create_task(pump(receive)),
+            asyncio.create_task(pump(self.channel_receive)),
+        )
+        try:
+            done, _ = await asyncio.wait([public, layer], return_when=asyncio.FIRST_COMPLETED)
+            for loop in done:
+                loop.result()
+        except StopConsumer:
+            pass
+        finally:
+            stopping = True
+            public.cancel()  # daphne's queue: cancelling loses nothing
+            with contextlib.suppress(asyncio.CancelledError, StopConsumer):
+                await public
+            # The channel layer's receive must not be cancelled (see tunnels.receiving).
+            await stop_receiving(self.channel_layer, self.channel_name, layer)
 
     async def dispatch(self, message) -> None:
         handler = getattr(self, get_handler_name(message), None)
@@ -31,7 +74,7 @@ class _NoDatabaseDispatch:
         await handler(message)
 
 
-class TunnelConsumer(_NoDatabaseDispatch, AsyncWebsocketConsumer):
+class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
     """Owns one client's tunnel WebSocket (``/tunnel`` on the main host)."""
 
     session: TunnelSession | None = None
@@ -112,7 +155,7 @@ class TunnelConsumer(_NoDatabaseDispatch, AsyncWebsocketConsumer):
         await self.close(code=CLOSE_REPLACED, reason="replaced by a newer connection")
 
 
-class PublicSocketConsumer(_NoDatabaseDispatch, AsyncConsumer):
+class PublicSocketConsumer(_LeanDispatch, AsyncConsumer):
     """A public WebSocket on a tunnel host, bridged to the local server."""
 
     bridge: SocketBridge

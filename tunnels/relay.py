@@ -41,6 +41,7 @@ from django.core.exceptions import RequestAborted
 from client.protocol import CHUNK_SIZE, CREDIT_BATCH, WINDOW_CHUNKS, Headers
 
 from .payloads import get_payloads
+from .receiving import is_stop, stop_receiving
 from .registry import RegistryError, get_registry
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Stream:
         self._credit = WINDOW_CHUNKS
         self._credit_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._receiver: asyncio.Task | None = None
         self._liveness: asyncio.TimerHandle | None = None
         self._finished = False
         self._first_data: dict | None = None
@@ -138,6 +140,8 @@ class Stream:
         """
         while True:
             message = await self._layer.receive(self._reply)
+            if is_stop(message):
+                return
             try:
                 message = await self._payloads.fetch(message)
             except Exception as exc:  # PayloadLost, or Redis failing: never a short body
@@ -180,7 +184,7 @@ class Stream:
 
     async def start(self, head: RequestHead, read: BodyReader) -> None:
         logger.debug("stream %s: opening on %s", self._reply, self._tunnel)
-        self._tasks.append(asyncio.create_task(self._receive_loop()))
+        self._receiver = asyncio.create_task(self._receive_loop())
         self._liveness = asyncio.get_running_loop().call_later(
             LIVENESS_INTERVAL, self._watch_liveness
         )
@@ -276,6 +280,10 @@ class Stream:
             self._finished = True
             with contextlib.suppress(TunnelError):
                 await self._send({"type": "tunnel.cancel"})
+        if self._receiver is not None:
+            # Usually done already (it ends after the last message); never cancelled,
+            # which on Redis could lose another stream's message (tunnels.receiving).
+            await stop_receiving(self._layer, self._reply, self._receiver)
 
 
 def _is_last(message: dict) -> bool:
