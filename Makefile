@@ -31,6 +31,7 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy client tunnels tokens tunnelsite
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

@@ -40,9 +40,10 @@ class MaskedFrame(websocket.ABNF):
 
     def __init__(self, opcode: int, payload: bytes) -> None:
         super().__init__(fin=1, opcode=opcode, mask_value=1, data=payload)
+        self._payload = payload
 
     def format(self) -> bytes:
-        payload = self.data
+        payload = self._payload
         length = len(payload)
         first = 0x80 | self.opcode  # FIN, no extensions
         if length < 126:

@@ -16,6 +16,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TextIO, assert_never
 
@@ -77,7 +78,7 @@ class ClientStream:
         if exchange is not None:
             exchange.abort()
 
-    def request_chunks(self):
+    def request_chunks(self) -> Iterator[bytes]:
         while True:
             item = self.body.get()
             if item is None or self.cancelled.is_set():
@@ -213,20 +214,18 @@ class Tunnel:
                 socket.start()
                 self._log_line(f"{'WS':<7} {message.path}  open")
             case protocol.Window(stream=stream_id, chunks=chunks):
-                stream = self._stream(stream_id)
-                if stream is not None:
-                    stream.credit.release(chunks)
-                elif (socket := self._socket(stream_id)) is not None:
-                    socket.credit(chunks)
+                if (waiting := self._stream(stream_id)) is not None:
+                    waiting.credit.release(chunks)
+                elif (local := self._socket(stream_id)) is not None:
+                    local.credit(chunks)
             case protocol.Cancel(stream=stream_id):
-                stream = self._stream(stream_id)
-                if stream is not None:
-                    stream.cancel()
-                elif (socket := self._socket(stream_id)) is not None:
-                    socket.abort()
+                if (cancelled := self._stream(stream_id)) is not None:
+                    cancelled.cancel()
+                elif (local := self._socket(stream_id)) is not None:
+                    local.abort()
             case protocol.WsClose(stream=stream_id):
-                if (socket := self._socket(stream_id)) is not None:
-                    socket.close_from_public(message)
+                if (local := self._socket(stream_id)) is not None:
+                    local.close_from_public(message)
             case protocol.AuthError(message=text):
                 raise AuthFailed(text)
             case (

@@ -18,7 +18,7 @@ from .session import SessionClosed, TunnelSession
 from .sockets import SocketBridge
 
 
-class _LeanDispatch:
+class _LeanDispatch(AsyncConsumer):
     """Channels' consumer loop without two per-message costs.
 
     - No ``aclose_old_connections()`` before each handler: Channels runs it through
@@ -89,6 +89,11 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
             if self.session is not None:
                 await self.session.ended()
 
+    @property
+    def _live(self) -> TunnelSession:
+        assert self.session is not None, "a message before connect()"
+        return self.session
+
     async def connect(self) -> None:
         client = self.scope.get("client") or ("?", 0)
         self.session = TunnelSession(
@@ -105,7 +110,7 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(AUTH_TIMEOUT)
-        if self.session.subdomain is None:
+        if self._live.subdomain is None:
             raise SessionClosed(CLOSE_AUTH_TIMEOUT, "auth timeout")
 
     async def _guard(self, work) -> None:
@@ -116,7 +121,7 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
-            await self.session.received(text_data, bytes_data)
+            await self._live.received(text_data, bytes_data)
         except SessionClosed as closed:
             await self.close(code=closed.code, reason=closed.reason)
 
@@ -131,25 +136,25 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
     # Channel-layer messages from views (see tunnels.relay).
 
     async def tunnel_open(self, event) -> None:
-        await self.session.open_stream(event)
+        await self._live.open_stream(event)
 
     async def tunnel_data(self, event) -> None:
-        await self.session.stream_data(event)
+        await self._live.stream_data(event)
 
     async def tunnel_window(self, event) -> None:
-        await self.session.stream_window(event)
+        await self._live.stream_window(event)
 
     async def tunnel_cancel(self, event) -> None:
-        await self.session.cancel_stream(event)
+        await self._live.cancel_stream(event)
 
     async def tunnel_ws_open(self, event) -> None:
-        await self.session.open_socket(event)
+        await self._live.open_socket(event)
 
     async def tunnel_ws_frame(self, event) -> None:
-        await self.session.socket_frame(event)
+        await self._live.socket_frame(event)
 
     async def tunnel_ws_close(self, event) -> None:
-        await self.session.close_socket(event)
+        await self._live.close_socket(event)
 
     async def tunnel_replaced(self, event) -> None:
         await self.close(code=CLOSE_REPLACED, reason="replaced by a newer connection")

@@ -32,10 +32,10 @@ from .hosts import HostDispatchMiddleware
 
 class TunnelASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        view_caller = convert_exception_to_response(self._get_response_async)
+        self._view_middleware: list = []
+        self._template_response_middleware: list = []
+        self._exception_middleware: list = []
+        view_caller = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]
         self._middleware_chain = convert_exception_to_response(HostDispatchMiddleware(view_caller))
 
     async def handle(self, scope, receive, send):

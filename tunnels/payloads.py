@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
 from django.conf import settings
 
@@ -49,7 +50,7 @@ class RedisPayloads:
         self._url = url
         self._key_prefix = f"{prefix}body:"
         self._expiry_ms = max(1, int(expiry * 1000))
-        self._clients: dict[asyncio.AbstractEventLoop, object] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     def _client(self):
         # redis.asyncio connections belong to the loop that made them.
@@ -105,7 +106,8 @@ def get_payloads() -> Payloads:
     config = (settings.REDIS_URL, settings.LUMINET_REDIS_PREFIX)
     if _payloads is None or config != _payloads_config:
         url, prefix = config
-        expiry = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("expiry", 60)
+        layers: dict[str, Any] = settings.CHANNEL_LAYERS
+        expiry = layers["default"]["CONFIG"].get("expiry", 60)
         _payloads = RedisPayloads(url, prefix, expiry) if url else InlinePayloads()
         _payloads_config = config
     return _payloads

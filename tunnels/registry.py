@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -192,7 +192,7 @@ class RedisRegistry:
     def __init__(self, url: str, prefix: str) -> None:
         self._url = url
         self._prefix = prefix
-        self._clients: dict[asyncio.AbstractEventLoop, object] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     def key(self, subdomain: str) -> str:
         return f"{self._prefix}tunnel:{subdomain}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import relay
@@ -17,7 +17,7 @@ async def health(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-async def forward(request: HttpRequest) -> HttpResponse:
+async def forward(request: HttpRequest) -> HttpResponseBase:
     """Send the request through the tunnel and stream the local server's answer back."""
     subdomain = request.tunnel_subdomain  # type: ignore[attr-defined]
     try:
