@@ -158,10 +158,9 @@ class Stream:
                 return
 
     def _watch_liveness(self) -> None:
-        # A timer, not a task from the start: most streams end before the first check.
-        self._liveness = asyncio.get_running_loop().call_later(
-            LIVENESS_INTERVAL, self._watch_liveness
-        )
+        # Run by a timer, not a task from the start: most streams end before the
+        # first check is due.
+        self._tasks.append(asyncio.create_task(self._liveness_loop()))
 
     async def _liveness_loop(self) -> None:
         await tunnel_gone(self.subdomain, self._tunnel, first_check=0)

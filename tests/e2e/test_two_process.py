@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from . import rawclient
 from .conftest import Database, Launcher, Layer, Token
 from .localserver import LocalServer, Reply
+from .streaming import ABORTED, CHUNK, Download, http_connection, read_digest
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,3 +56,35 @@ def test_request_to_other_process_reaches_tunnel(
     missing = rawclient.request(server_b.port, "GET", "/", "no-such-tunnel.localhost")
     assert missing.status == 502
     assert missing.value("Luminet-Error") == "tunnel-not-found"
+
+
+def test_response_through_other_process_ends_when_tunnel_server_dies(
+    redis_launcher: Launcher, local_server: LocalServer, dev_token: Token, uid: str
+) -> None:
+    """Server A dies mid-response without telling anyone: server B cuts the response.
+
+    Nothing arrives on the stream any more, so only B's liveness check can end it:
+    A's registry entry expires (3 heartbeats, 3 s here) and the check (every 5 s)
+    finds the subdomain no longer served by A's consumer.
+    """
+    server_a = redis_launcher.server(name="server-a", LUMINET_HEARTBEAT_INTERVAL="1")
+    server_b = redis_launcher.server(name="server-b", LUMINET_HEARTBEAT_INTERVAL="1")
+    client = redis_launcher.client(server_a, dev_token, local_server.port, name="client-on-a")
+    _, _, subdomain = client.wait_active()
+    path = f"/{uid}/slow-download"
+    local_server.stream(path, Download(50 * 1024 * 1024, rate=1024 * 1024))
+    conn = http_connection(server_b.port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Host": f"{subdomain}.localhost"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read1(CHUNK), "no body arrived"
+        server_a.stop(signal.SIGKILL)
+        client.stop(signal.SIGKILL)  # so it cannot reconnect and claim the name elsewhere
+        started = time.monotonic()
+        with pytest.raises(ABORTED):
+            read_digest(response, limit=50 * 1024 * 1024)
+        elapsed = time.monotonic() - started
+    finally:
+        conn.close()
+    assert elapsed < 15, f"server B cut the response after {elapsed:.1f} s"
