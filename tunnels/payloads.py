@@ -16,11 +16,12 @@ does everything on the in-memory layer, where a message is never copied.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
 from django.conf import settings
+
+from .redisclient import PerLoopRedis
 
 #: Payloads up to this size travel inside the channel-layer message.
 INLINE_LIMIT = 128 * 1024
@@ -47,21 +48,9 @@ class RedisPayloads:
     """Payloads above INLINE_LIMIT in ``<prefix>body:<random>`` keys."""
 
     def __init__(self, url: str, prefix: str, expiry: float) -> None:
-        self._url = url
         self._key_prefix = f"{prefix}body:"
         self._expiry_ms = max(1, int(expiry * 1000))
-        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
-
-    def _client(self):
-        # redis.asyncio connections belong to the loop that made them.
-        import redis.asyncio as aioredis
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = aioredis.Redis.from_url(self._url)
-            self._clients[loop] = client
-        return client
+        self._redis = PerLoopRedis(url)
 
     async def store(self, message: dict) -> dict:
         """``message`` with a big ``data`` moved to a key of its own (a new dict)."""
@@ -69,7 +58,7 @@ class RedisPayloads:
         if not isinstance(data, bytes) or len(data) <= INLINE_LIMIT:
             return message
         key = self._key_prefix + secrets.token_hex(16)
-        await self._client().set(key, data, px=self._expiry_ms)
+        await self._redis.get().set(key, data, px=self._expiry_ms)
         stored = {name: value for name, value in message.items() if name != "data"}
         stored["data_key"] = key
         return stored
@@ -81,7 +70,7 @@ class RedisPayloads:
             return message
         if not isinstance(key, str) or not key.startswith(self._key_prefix):
             raise PayloadLost(f"not a payload key: {key!r}")
-        data = await self._client().getdel(key)
+        data = await self._redis.get().getdel(key)
         if data is None:
             raise PayloadLost("body data expired before it was read")
         fetched = {name: value for name, value in message.items() if name != "data_key"}
@@ -89,9 +78,7 @@ class RedisPayloads:
         return fetched
 
     async def close(self) -> None:
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        await self._redis.close()
 
 
 Payloads = InlinePayloads | RedisPayloads

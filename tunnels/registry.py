@@ -19,17 +19,18 @@ process that dies without cleaning up frees its subdomains shortly after.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from django.conf import settings
 
 from client.protocol import SUBDOMAIN_ALPHABET, SUBDOMAIN_LENGTH
+
+from .redisclient import PerLoopRedis
 
 logger = logging.getLogger(__name__)
 
@@ -190,27 +191,15 @@ class RedisRegistry:
     """Live tunnels in Redis under ``<prefix>tunnel:<subdomain>``, shared by every process."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        self._url = url
         self._prefix = prefix
-        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._redis = PerLoopRedis(url)
 
     def key(self, subdomain: str) -> str:
         return f"{self._prefix}tunnel:{subdomain}"
 
-    def _client(self):
-        # redis.asyncio connections belong to the loop that made them.
-        import redis.asyncio as aioredis
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = aioredis.Redis.from_url(self._url)
-            self._clients[loop] = client
-        return client
-
     async def _eval(self, script: str, key: str, *args: object):
         try:
-            return await self._client().eval(script, 1, key, *args)
+            return await self._redis.get().eval(script, 1, key, *args)
         except Exception as exc:  # redis-py raises a wide tree; callers need one type
             raise RegistryError(f"registry unavailable: {exc.__class__.__name__}") from exc
 
@@ -225,7 +214,7 @@ class RedisRegistry:
 
     async def lookup(self, subdomain: str) -> str | None:
         try:
-            raw = await self._client().get(self.key(subdomain))
+            raw = await self._redis.get().get(self.key(subdomain))
         except Exception as exc:
             raise RegistryError(f"registry unavailable: {exc.__class__.__name__}") from exc
         if raw is None:
@@ -246,9 +235,7 @@ class RedisRegistry:
         await self._eval(_RELEASE, self.key(subdomain), channel, value, _ms(grace))
 
     async def close(self) -> None:
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        await self._redis.close()
 
 
 def _ms(seconds: float) -> int:

@@ -3,17 +3,15 @@
 import asyncio
 import collections
 import os
-import uuid
 
 import pytest
-import redis
 from channels_redis.core import RedisChannelLayer
 
 from tunnels.layers import InProcessChannelLayer
 from tunnels.outbox import Outbox
 from tunnels.relay import coalesce
 
-from .test_registry import REDIS_URL, redis_available
+from .conftest import REDIS_URL
 
 
 def data(payload: bytes, end: bool = False, chunks: int = 1) -> dict:
@@ -95,18 +93,8 @@ async def unchanged(message: dict) -> dict:
 
 
 @pytest.fixture
-def redis_layer():
-    if not redis_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required under CI=true ({REDIS_URL})")
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = f"lmtest-{uuid.uuid4().hex}"
-    yield lambda: RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix)
-    sync = redis.Redis.from_url(REDIS_URL)
-    keys = list(sync.scan_iter(match=f"{prefix}*"))
-    if keys:
-        sync.delete(*keys)
-    sync.close()
+def redis_layer(redis_prefix):
+    return lambda: RedisChannelLayer(hosts=[REDIS_URL], prefix=redis_prefix)
 
 
 def test_chunks_queued_behind_a_send_in_flight_go_out_merged(redis_layer):

@@ -2,29 +2,18 @@
 
 import asyncio
 import os
-import uuid
 
 import pytest
 import redis
 
 from tunnels.payloads import INLINE_LIMIT, InlinePayloads, PayloadLost, RedisPayloads
 
-from .test_registry import REDIS_URL, redis_available
+from .conftest import REDIS_URL
 
 
 @pytest.fixture
-def payloads():
-    if not redis_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required under CI=true ({REDIS_URL})")
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = f"lmtest-{uuid.uuid4().hex}:"
-    yield lambda expiry=60.0: RedisPayloads(REDIS_URL, prefix, expiry), prefix
-    sync = redis.Redis.from_url(REDIS_URL)
-    keys = list(sync.scan_iter(match=f"{prefix}*"))
-    if keys:
-        sync.delete(*keys)
-    sync.close()
+def payloads(redis_prefix):
+    return lambda expiry=60.0: RedisPayloads(REDIS_URL, redis_prefix, expiry), redis_prefix
 
 
 def data_message(size: int) -> dict:

@@ -1,31 +1,18 @@
 """Ending a channel-layer receive() without losing another channel's message."""
 
 import asyncio
-import os
-import uuid
 
 import pytest
-import redis
 from channels_redis.core import RedisChannelLayer
 
 from tunnels.receiving import is_stop, stop_receiving
 
-from .test_registry import REDIS_URL, redis_available
+from .conftest import REDIS_URL
 
 
 @pytest.fixture
-def redis_layer():
-    if not redis_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required under CI=true ({REDIS_URL})")
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = f"lmtest-{uuid.uuid4().hex}"
-    yield lambda: RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix)
-    sync = redis.Redis.from_url(REDIS_URL)
-    keys = list(sync.scan_iter(match=f"{prefix}*"))
-    if keys:
-        sync.delete(*keys)
-    sync.close()
+def redis_layer(redis_prefix):
+    return lambda: RedisChannelLayer(hosts=[REDIS_URL], prefix=redis_prefix)
 
 
 async def _until(condition, seconds: float = 5.0) -> None:

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import os
 import uuid
 
 import pytest
@@ -12,7 +11,7 @@ from client.protocol import SUBDOMAIN_RE
 from tunnels import registry
 from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, claim_subdomain
 
-REDIS_URL = os.environ.get("LUMINET_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+from .conftest import REDIS_URL, require_redis
 
 
 class Clock:
@@ -21,14 +20,6 @@ class Clock:
 
     def __call__(self):
         return self.now
-
-
-def redis_available() -> bool:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError:
-        return False
-    return True
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -42,10 +33,7 @@ def make_registry(request):
 
         yield lambda: MemoryRegistry(clock=clock), expire
         return
-    if not redis_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required under CI=true ({REDIS_URL})")
-        pytest.skip("no Redis on 127.0.0.1:6379")
+    require_redis()
     prefix = f"lmtest-{uuid.uuid4().hex}:"
     sync = redis.Redis.from_url(REDIS_URL)
 

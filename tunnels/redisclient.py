@@ -1,0 +1,30 @@
+"""One redis.asyncio client per event loop, for the registry and the payload store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class PerLoopRedis:
+    """redis.asyncio connections belong to the loop that made them: one client each."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+
+    def get(self) -> Any:
+        import redis.asyncio as aioredis  # only deployments with REDIS_URL need it
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.Redis.from_url(self._url)
+            self._clients[loop] = client
+        return client
+
+    async def close(self) -> None:
+        """Close the current loop's client."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
