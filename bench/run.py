@@ -360,7 +360,7 @@ class Run:
                     entry,
                     str(conns),
                     f"small GET, {name}, {conns} conns",
-                    lambda u=url, h=header, c=conns, n=name: _with_cpu(
+                    lambda u=url, h=header, c=conns, n=name: with_cpu(
                         involved[n],
                         lambda: wrk.run(u, host=h, connections=c, seconds=s.duration).as_dict(),
                     ),
@@ -388,7 +388,7 @@ class Run:
                     section[way],
                     name,
                     f"{way}, {name}",
-                    lambda f=fn, p=port, h=host, n=name: _with_cpu(
+                    lambda f=fn, p=port, h=host, n=name: with_cpu(
                         involved[n], lambda: _transfer(f(p, h, size))
                     ),
                 )
@@ -493,7 +493,7 @@ class Run:
         self.results["log_problems"] = scan_logs(logdir)
 
 
-def _with_cpu(children: dict[str, Child], fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def with_cpu(children: dict[str, Child], fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``fn`` and add the CPU cores each child kept busy meanwhile (1.0 = one core).
 
     ``load`` is the bench process and wrk; ``other`` is the rest of the machine's

@@ -61,3 +61,14 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
         t["met"] in (True, False, None) for t in results["targets"]
     )
     assert "Targets" in done.stdout
+
+
+def test_probe_measures_one_figure() -> None:
+    """`python -m bench.probe` starts what a figure needs, prints it, and stops it all."""
+    argv = [sys.executable, "-m", "bench.probe", "transfer", "--mb", "5"]
+    done = subprocess.run(
+        argv, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=DEADLINE
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("transfer memory: "), done.stdout
+    assert " MB/s  (cores: server-a " in done.stdout

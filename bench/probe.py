@@ -1,0 +1,97 @@
+"""One figure, quickly: for measuring a change back to back (docs/performance.md).
+
+    python -m bench.probe get --layer memory --connections 50
+    python -m bench.probe transfer --layer redis --direction down --mb 200
+
+Starts only what that figure needs (the upstream, one server, or two on Redis
+with the request entering the second, and a client), prints the figure with
+the CPU cores each process kept busy, and stops everything. The full bench
+(``python -m bench``) remains the reference; this is for the loop of profiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from . import clients, wrk
+from .procs import BenchError
+from .run import with_cpu
+from .stack import RedisKeys, Stack
+
+REDIS_URL = "redis://127.0.0.1:6379/10"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__)
+    parser.add_argument("figure", choices=["get", "transfer"])
+    parser.add_argument("--layer", choices=["memory", "redis"], default="memory")
+    parser.add_argument("--connections", type=int, default=1, help="for get (1)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="for get (5)")
+    parser.add_argument("--direction", choices=["down", "up"], default="down")
+    parser.add_argument("--mb", type=float, default=200.0, help="for transfer (200)")
+    parser.add_argument("--redis-url", default=REDIS_URL)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="luminet-probe-") as work:
+        logs = Path(work) / "logs"
+        logs.mkdir()
+        stack = Stack(Path(work), logs)
+        keys = RedisKeys(args.redis_url) if args.layer == "redis" else None
+        try:
+            if keys is not None and (why := keys.reachable()):
+                print(why, file=sys.stderr)
+                return 2
+            print(measure(stack, keys, args))
+        except BenchError as exc:
+            print(f"probe failed: {exc} (logs in {logs})", file=sys.stderr)
+            return 1
+        finally:
+            stack.close()
+            if keys is not None:
+                keys.delete()
+    return 0
+
+
+def measure(stack: Stack, keys: RedisKeys | None, args: argparse.Namespace) -> str:
+    stack.prepare_database()
+    upstream = stack.upstream()
+    upstream.wait_ready()
+    server_a = stack.server("server-a", keys.env if keys else None)
+    server_a.wait_ready()
+    entry = server_a
+    if keys is not None:  # the request enters a process other than the tunnel's
+        entry = stack.server("server-b", keys.env)
+        entry.wait_ready()
+    tunnel = stack.tunnel("client", server_a, upstream.port, entry)
+    clients.get(entry.port, tunnel.host, "/")
+    involved = {"server-a": server_a.child, "client": tunnel.client, "upstream": upstream.child}
+    if entry is not server_a:
+        involved["server-b"] = entry.child
+    if args.figure == "get":
+        result = with_cpu(
+            involved,
+            lambda: wrk.run(
+                f"http://127.0.0.1:{entry.port}/",
+                host=tunnel.host,
+                connections=args.connections,
+                seconds=args.seconds,
+            ).as_dict(),
+        )
+        figure = f"{result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms"
+    else:
+        move = clients.download if args.direction == "down" else clients.upload
+        size = int(args.mb * 1e6)
+        result = with_cpu(involved, lambda: {"mb_s": move(entry.port, tunnel.host, size).mb_per_s})
+        figure = f"{result['mb_s']:.1f} MB/s"
+    cores = ", ".join(f"{role} {value:.2f}" for role, value in result["cpu_cores"].items())
+    return f"{args.figure} {args.layer}: {figure}  (cores: {cores})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
