@@ -149,6 +149,4 @@ def error_response(exc: Exception, subdomain: str) -> HttpResponse:
     )
     response = HttpResponse(page, status=status, content_type="text/html; charset=utf-8")
     response["Luminet-Error"] = code
-    # An expected outcome, not a server fault: keep it out of Django's error log.
-    response._has_been_logged = True  # type: ignore[attr-defined]
     return response

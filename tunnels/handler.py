@@ -8,9 +8,11 @@ async host dispatch in front of the URL resolver; the requests are still Django
 requests served by the async view ``tunnels.views.forward``. The main host keeps
 the full ``settings.MIDDLEWARE`` stack.
 
-``handle()`` is Django's, without the ``request_started``/``request_finished``
-signals: their receivers (``close_old_connections``, ``reset_queries``) are sync,
-so each costs a hop to a thread, and tunnel requests never touch the database.
+``get_response_async()`` is Django's without logging every 4xx/5xx the local
+server answers. ``handle()`` is Django's, without the ``request_started`` and
+``request_finished`` signals: their receivers (``close_old_connections``,
+``reset_queries``) are sync, so each costs a hop to a thread, and tunnel
+requests never touch the database.
 Nor does it copy the body into a temporary file first: the view reads it from
 ``request.tunnel_body`` (see ``tunnels.body``) as it sends it on.
 """
@@ -21,10 +23,11 @@ import asyncio
 import contextlib
 import io
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix
+from django.urls import set_script_prefix, set_urlconf
 
 from .body import RequestBody
 from .hosts import HostDispatchMiddleware
@@ -37,6 +40,15 @@ class TunnelASGIHandler(ASGIHandler):
         self._exception_middleware: list = []
         view_caller = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]
         self._middleware_chain = convert_exception_to_response(HostDispatchMiddleware(view_caller))
+
+    async def get_response_async(self, request):
+        # Django's, without log_response(): a 404 or 500 here is the local server's
+        # answer (or one of our error pages, an expected outcome), not this server's
+        # failure, and Django logged each one through a thread hop.
+        set_urlconf(settings.ROOT_URLCONF)
+        response = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)
+        return response
 
     async def handle(self, scope, receive, send):
         first = await receive()

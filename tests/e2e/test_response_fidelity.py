@@ -15,6 +15,7 @@ from . import rawclient
 from .conftest import Tunnel
 from .http1 import Headers
 from .localserver import Reply
+from .processes import LineNotFound
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,6 +86,21 @@ def test_no_response_headers_added(tunnel: Tunnel, uid: str, reply: Reply) -> No
         expected.append(("Content-Length", str(len(reply.body))))
     assert end_to_end(response.headers) == end_to_end(expected)
     assert response.body == reply.body
+
+
+def test_local_error_answers_are_not_logged_as_server_errors(tunnel: Tunnel, uid: str) -> None:
+    """A 404 or 500 from the local server is its answer, relayed as is: not our failure.
+
+    Django logs every 4xx/5xx a view returns ("Not Found: /path", through a thread
+    hop); the tunnel server's log would fill with the local app's answers.
+    """
+    for status in (404, 500):
+        response = fetch(tunnel, f"/{uid}/answer-{status}", Reply(status=status, body=b"x"))
+        assert (response.status, response.body) == (status, b"x")
+    # Absence can only be shown with a deadline: a log line would be written before
+    # the response was sent, so one second is ample.
+    with pytest.raises(LineNotFound):
+        tunnel.server.stdout.wait_for(rf"/{uid}/answer-", timeout=1.0)
 
 
 def test_gzip_body_is_not_decompressed(tunnel: Tunnel, uid: str) -> None:
