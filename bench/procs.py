@@ -122,11 +122,11 @@ class Child:
 
     def rss(self) -> int:
         """Resident set size in bytes (VmRSS)."""
-        return _status_kb(self.pid, "VmRSS") * 1024
+        return status_kb(self.pid, "VmRSS") * 1024
 
     def peak_rss(self) -> int:
         """Peak resident set size in bytes since start or the last reset (VmHWM)."""
-        return _status_kb(self.pid, "VmHWM") * 1024
+        return status_kb(self.pid, "VmHWM") * 1024
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time used so far, in seconds (/proc/<pid>/stat)."""
@@ -139,8 +139,7 @@ class Child:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def reset_peak_rss(self) -> None:
-        """Restart VmHWM from the current RSS (Linux: write 5 to clear_refs)."""
-        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        reset_peak_rss(self.pid)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it lingers; reap it and close its log."""
@@ -156,7 +155,13 @@ class Child:
             self._log.close()
 
 
-def _status_kb(pid: int, field: str) -> int:
+def reset_peak_rss(pid: int) -> None:
+    """Restart a process's VmHWM from its current RSS (Linux: write 5 to clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A size field of /proc/<pid>/status (VmRSS, VmHWM, ...) in kB; BenchError if unreadable."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError as exc:
@@ -167,10 +172,13 @@ def _status_kb(pid: int, field: str) -> int:
     return int(match[1])
 
 
-def manage(*args: str, env: Mapping[str, str]) -> str:
-    """Run one manage.py command and return its stdout; raise BenchError if it fails."""
+def run_manage(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one manage.py command to its end; raise BenchError if it takes too long.
+
+    The bench and the e2e tests both prepare their databases this way.
+    """
     try:
-        done = subprocess.run(
+        return subprocess.run(
             [PYTHON, "manage.py", *args],
             cwd=ROOT,
             env=dict(env),
@@ -181,6 +189,11 @@ def manage(*args: str, env: Mapping[str, str]) -> str:
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"manage.py {' '.join(args)} took over {MANAGE_TIMEOUT} s") from None
+
+
+def manage(*args: str, env: Mapping[str, str]) -> str:
+    """Run one manage.py command and return its stdout; raise BenchError if it fails."""
+    done = run_manage(*args, env=env)
     if done.returncode != 0:
         raise BenchError(
             f"manage.py {' '.join(args)} failed with {done.returncode}:\n{done.stderr[-2000:]}"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from bench.procs import clean_environ
+from bench.procs import BenchError, clean_environ, reset_peak_rss, run_manage, status_kb
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -26,8 +26,6 @@ SERVER_START_TIMEOUT = 30.0
 CLIENT_START_TIMEOUT = 20.0
 #: Seconds a process gets to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
-#: Seconds for one manage.py command.
-MANAGE_TIMEOUT = 60.0
 
 LISTENING_RE = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
 ACTIVE_RE = r"Tunnel active: (http://([a-z0-9]+)\.localhost)\s*$"
@@ -216,31 +214,15 @@ class Client(Process):
 
 def peak_rss(pid: int) -> int:
     """Peak resident set size of a live process in bytes (Linux: VmHWM)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE)
-    assert match, f"no VmHWM for process {pid}"
-    return int(match[1]) * 1024
-
-
-def reset_peak_rss(pid: int) -> None:
-    """Reset a process's VmHWM to its current RSS (Linux: write 5 to clear_refs)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return status_kb(pid, "VmHWM") * 1024
 
 
 def manage(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """Run one manage.py command; fail the test with its output if it fails."""
     try:
-        done = subprocess.run(
-            [PYTHON, "manage.py", *args],
-            cwd=ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=MANAGE_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"manage.py {' '.join(args)} took over {exc.timeout} s") from None
+        done = run_manage(*args, env=env)
+    except BenchError as exc:
+        raise AssertionError(str(exc)) from None
     if done.returncode != 0:
         raise AssertionError(
             f"manage.py {' '.join(args)} failed with {done.returncode}\n"
