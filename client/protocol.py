@@ -323,7 +323,9 @@ def decode(text: str | bytes) -> ControlMessage:
         raise ProtocolError("control message too large")
     try:
         raw = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError as exc:  # "[" * 100000: the parser recurses per level
+        raise ProtocolError("control message nests too deeply") from exc
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
         raise ProtocolError("control message is not valid JSON") from exc
     if not isinstance(raw, dict):
         raise ProtocolError("control message is not a JSON object")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
@@ -16,6 +17,15 @@ from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT, CLOSE_REPLACED
 from .receiving import is_stop, stop_receiving
 from .session import SessionClosed, TunnelSession
 from .sockets import SocketBridge
+
+logger = logging.getLogger(__name__)
+
+#: RFC 6455 section 7.4.1: the server met a condition that kept it from going on.
+CLOSE_SERVER_ERROR = 1011
+
+
+class ChannelLayerFailed(Exception):
+    """The channel layer's receive raised: the consumer cannot get its messages."""
 
 
 class _LeanDispatch(AsyncConsumer):
@@ -43,7 +53,12 @@ class _LeanDispatch(AsyncConsumer):
 
         async def pump(source) -> None:
             while True:
-                message = await source()
+                try:
+                    message = await source()
+                except Exception as exc:
+                    if source is self.channel_receive:
+                        raise ChannelLayerFailed(exc.__class__.__name__) from exc
+                    raise
                 if stopping or is_stop(message):
                     return
                 async with one_at_a_time:
@@ -59,6 +74,11 @@ class _LeanDispatch(AsyncConsumer):
                 loop.result()
         except StopConsumer:
             pass
+        except ChannelLayerFailed as exc:
+            # Redis unreachable, say: not our bug, and the peer should reconnect.
+            logger.warning("%s: channel layer failed (%s); closing", type(self).__name__, exc)
+            with contextlib.suppress(Exception):
+                await self.base_send({"type": "websocket.close", "code": CLOSE_SERVER_ERROR})
         finally:
             stopping = True
             public.cancel()  # daphne's queue: cancelling loses nothing
@@ -84,10 +104,21 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            # daphne cancels consumers on shutdown without a disconnect event: release
-            # the subdomain anyway, so a restarted server can give it back.
-            if self.session is not None:
-                await self.session.ended()
+            # However the consumer ends (a disconnect, daphne cancelling it on shutdown
+            # without one, or a crash such as the channel layer failing), its watchers
+            # end with it and the subdomain is released. A heartbeat that outlived its
+            # consumer kept the subdomain live for a dead channel (issue 8).
+            await self._end()
+
+    async def _end(self) -> None:
+        watchers, self._watchers = self._watchers, []
+        for task in watchers:
+            task.cancel()
+        for task in watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.session is not None:
+            await self.session.ended()
 
     @property
     def _live(self) -> TunnelSession:
@@ -126,12 +157,7 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
             await self.close(code=closed.code, reason=closed.reason)
 
     async def disconnect(self, code) -> None:
-        for task in self._watchers:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.session is not None:
-            await self.session.ended()
+        await self._end()
 
     # Channel-layer messages from views (see tunnels.relay).
 

@@ -66,8 +66,13 @@ class Registry(Protocol):
     async def lookup(self, subdomain: str) -> str | None:
         """Return the channel of the live tunnel for ``subdomain``, if any."""
 
-    async def refresh(self, subdomain: str, channel: str) -> bool:
-        """Extend a live entry; False if ``channel`` no longer owns it."""
+    async def refresh(self, subdomain: str, token_id: int, channel: str) -> bool:
+        """Extend ``channel``'s live entry, or restore it if the registry lost it.
+
+        False if another entry stands there: another channel's, or a hold (also one
+        ``channel`` released itself). Compare-and-refresh, never a claim: a stale
+        heartbeat must not take a subdomain from its new owner.
+        """
 
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
         """Turn ``channel``'s live entry into a hold for ``token_id`` lasting ``grace`` s."""
@@ -135,9 +140,12 @@ class MemoryRegistry:
         entry = self._current(subdomain)
         return entry.channel if entry is not None and entry.live else None
 
-    async def refresh(self, subdomain: str, channel: str) -> bool:
+    async def refresh(self, subdomain: str, token_id: int, channel: str) -> bool:
         entry = self._current(subdomain)
-        if entry is None or not entry.live or entry.channel != channel:
+        if entry is None:
+            self._entries[subdomain] = _Entry(True, token_id, channel, self._clock() + live_ttl())
+            return True
+        if not entry.live or entry.channel != channel:
             return False
         entry.expires = self._clock() + live_ttl()
         return True
@@ -167,10 +175,13 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return {1, replaced}
 """
-# KEYS[1] = tunnel key; ARGV = channel, ttl in ms.
+# KEYS[1] = tunnel key; ARGV = channel, ttl in ms, value to restore a lost entry with.
 _REFRESH = """
 local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
+if not current then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+  return 1
+end
 local entry = cjson.decode(current)
 if not entry.live or entry.channel ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -204,9 +215,7 @@ class RedisRegistry:
             raise RegistryError(f"registry unavailable: {exc.__class__.__name__}") from exc
 
     async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
-        value = json.dumps(
-            {"live": True, "token": token_id, "channel": channel, "since": time.time()}
-        )
+        value = _live_value(token_id, channel)
         granted, replaced = await self._eval(
             _CLAIM, self.key(subdomain), value, token_id, _ms(live_ttl()), channel
         )
@@ -225,8 +234,11 @@ class RedisRegistry:
             raise RegistryError("registry entry is not JSON") from exc
         return entry["channel"] if entry.get("live") else None
 
-    async def refresh(self, subdomain: str, channel: str) -> bool:
-        return bool(await self._eval(_REFRESH, self.key(subdomain), channel, _ms(live_ttl())))
+    async def refresh(self, subdomain: str, token_id: int, channel: str) -> bool:
+        restored = _live_value(token_id, channel)
+        return bool(
+            await self._eval(_REFRESH, self.key(subdomain), channel, _ms(live_ttl()), restored)
+        )
 
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> None:
         value = json.dumps(
@@ -236,6 +248,10 @@ class RedisRegistry:
 
     async def close(self) -> None:
         await self._redis.close()
+
+
+def _live_value(token_id: int, channel: str) -> str:
+    return json.dumps({"live": True, "token": token_id, "channel": channel, "since": time.time()})
 
 
 def _ms(seconds: float) -> int:

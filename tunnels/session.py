@@ -324,6 +324,8 @@ class TunnelSession:
         """Refresh the registry entry and recheck the token until the tunnel ends."""
         while True:
             await asyncio.sleep(settings.LUMINET_HEARTBEAT_INTERVAL)
+            if self._ended:
+                return  # released: never claim the subdomain again
             if self.subdomain is None or self.token_id is None:
                 continue
             if not await is_still_valid(self.token_id):
@@ -331,12 +333,7 @@ class TunnelSession:
                 await self._send_text(protocol.encode(protocol.AuthError("token revoked")))
                 raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "token revoked")
             try:
-                # A lost entry (e.g. Redis restarted) is taken back if nobody else did.
-                kept = await self._registry.refresh(self.subdomain, self.channel) or (
-                    (
-                        await self._registry.claim(self.subdomain, self.token_id, self.channel)
-                    ).granted
-                )
+                kept = await self._registry.refresh(self.subdomain, self.token_id, self.channel)
             except RegistryError as exc:
                 logger.warning("tunnel %s: registry refresh failed: %s", self.subdomain, exc)
                 continue
@@ -345,6 +342,7 @@ class TunnelSession:
 
     async def ended(self) -> None:
         """Release the subdomain and fail every stream still open. Idempotent."""
+        released_before, self._ended = self._ended, True
         for stream in list(self._streams.values()):
             self._to_view(stream.reply, {"type": "stream.error", "message": "tunnel closed"})
         self._streams.clear()
@@ -353,9 +351,8 @@ class TunnelSession:
         # misses its message finds the tunnel gone on its own (relay.tunnel_gone).
         await self._outbox.flush(OUTBOX_FLUSH_TIMEOUT)
         await self._outbox.close()
-        if self.subdomain is None or self.token_id is None or self._ended:
+        if self.subdomain is None or self.token_id is None or released_before:
             return
-        self._ended = True
         with contextlib.suppress(RegistryError):
             await self._registry.release(
                 self.subdomain, self.channel, self.token_id, settings.LUMINET_SUBDOMAIN_GRACE

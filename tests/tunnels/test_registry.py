@@ -101,7 +101,7 @@ def test_same_token_takes_over_its_live_subdomain(make_registry):
             assert await reg.claim("abc123", 1, "chan-new") == Claim(True, replaced="chan-old")
             assert await reg.lookup("abc123") == "chan-new"
             # The stale owner can neither refresh nor release it any more.
-            assert not await reg.refresh("abc123", "chan-old")
+            assert not await reg.refresh("abc123", 1, "chan-old")
             await reg.release("abc123", "chan-old", 1, grace=60)
             assert await reg.lookup("abc123") == "chan-new"
 
@@ -132,8 +132,55 @@ def test_refresh_keeps_only_the_owner(make_registry):
     async def scenario():
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-a")
-            assert not await reg.refresh("abc123", "chan-other")
-            assert await reg.refresh("abc123", "chan-a")
+            assert not await reg.refresh("abc123", 1, "chan-other")
+            assert await reg.refresh("abc123", 1, "chan-a")
+
+    run(scenario())
+
+
+def test_refresh_never_takes_back_a_released_subdomain(make_registry):
+    """A heartbeat after its own release (a zombie) neither revives the entry nor claims it."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a")
+            await reg.release("abc123", "chan-a", 1, grace=60)
+            assert not await reg.refresh("abc123", 1, "chan-a")
+            assert await reg.lookup("abc123") is None
+
+    run(scenario())
+
+
+def test_refresh_of_a_replaced_tunnel_leaves_the_new_owner_alone(make_registry):
+    """The old connection's heartbeat fails and does not take the entry back."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-old")
+            await reg.claim("abc123", 1, "chan-new")
+            for _ in range(3):
+                assert not await reg.refresh("abc123", 1, "chan-old")
+                assert await reg.refresh("abc123", 1, "chan-new")
+            assert await reg.lookup("abc123") == "chan-new"
+
+    run(scenario())
+
+
+def test_refresh_restores_an_entry_the_registry_lost(make_registry):
+    """After the registry lost a live entry (Redis restarted empty), its owner's heartbeat
+    puts it back."""
+    build, expire = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a")
+            expire("abc123", registry.live_ttl() + 1)
+            assert await reg.lookup("abc123") is None
+            assert await reg.refresh("abc123", 1, "chan-a")
+            assert await reg.lookup("abc123") == "chan-a"
+            assert not (await reg.claim("abc123", 2, "chan-b")).granted
 
     run(scenario())
 
