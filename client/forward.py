@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import protocol
-from .protocol import CHUNK_SIZE, Headers
+from .protocol import CHUNK_SIZE, Headers, ProtocolError
 
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 
@@ -139,6 +139,7 @@ class Exchange:
             raise LocalError(_describe(exc)) from exc
         self._response = response
         headers = [(name, _OBS_FOLD.sub(" ", value)) for name, value in response.msg.items()]
+        headers = _checked_framing(headers, response)
         bodyless = (
             self._request.method == "HEAD" or response.status in (204, 304) or response.length == 0
         )
@@ -204,6 +205,25 @@ class Exchange:
         if conn is not None and conn.sock is not None:
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _checked_framing(headers: Headers, response: http.client.HTTPResponse) -> Headers:
+    """Refuse a response whose body length is unknowable; drop a Content-Length that
+    does not describe the bytes we pass on.
+
+    http.client reads a chunked body as its decoded bytes and ignores Content-Length
+    then (RFC 9112 section 6.3), so such a length would be a lie to the server.
+    Any other transfer coding it would read as raw bytes until close: refused.
+    """
+    try:
+        protocol.declared_length(headers)
+    except ProtocolError as exc:
+        raise LocalError(f"local server sent an invalid response ({exc})") from exc
+    if protocol.header_values(headers, "transfer-encoding"):
+        if not response.chunked:
+            raise LocalError("local server used a transfer coding other than chunked")
+        return [(name, value) for name, value in headers if name.lower() != "content-length"]
+    return headers
 
 
 def _describe(exc: BaseException) -> str:

@@ -533,6 +533,30 @@ def header_values(headers: Headers, name: str) -> list[str]:
     return [value for key, value in headers if key.lower() == wanted]
 
 
+#: Longest Content-Length we read: 19 digits is more than any body (and than an int64).
+_LENGTH_RE = re.compile(r"[0-9]{1,19}")
+
+
+def declared_length(headers: Headers) -> int | None:
+    """The body length that ``Content-Length`` declares, or None without one.
+
+    RFC 9110 section 8.6: a list of identical values (``5, 5`` or two lines) is one
+    length; anything else (different values, signs, spaces inside, junk) leaves the
+    framing unknowable, and a proxy passing it on would desynchronise the connection
+    behind it. Raises ProtocolError for those.
+    """
+    values = header_values(headers, "content-length")
+    if not values:
+        return None
+    lengths = {part.strip() for value in values for part in value.split(",")}
+    if len(lengths) != 1:
+        raise ProtocolError("conflicting Content-Length values")
+    (length,) = lengths
+    if not _LENGTH_RE.fullmatch(length):
+        raise ProtocolError("invalid Content-Length")
+    return int(length)
+
+
 def is_chunked(headers: Headers) -> bool:
     """Tell whether a message's framing is chunked transfer coding (RFC 9112 section 6.1)."""
     codings = ",".join(header_values(headers, "transfer-encoding"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 
 from django.conf import settings
@@ -22,6 +23,53 @@ _BODYLESS_STATUSES = {204, 304}
 
 class InvalidRequest(Exception):
     """The public request cannot be expressed on the tunnel (e.g. a malformed target)."""
+
+
+class InvalidResponse(Exception):
+    """The tunnel's response head does not say unambiguously where its body ends."""
+
+
+class BodyMismatch(relay.TunnelError):
+    """The body from the tunnel is longer or shorter than its declared Content-Length."""
+
+
+@dataclass(frozen=True)
+class ResponseFraming:
+    """How the public response is framed: the header lines to send and the body length."""
+
+    headers: Headers
+    #: Declared Content-Length, or None when the server frames the body itself.
+    length: int | None
+
+
+def response_framing(head: relay.ResponseHead) -> ResponseFraming:
+    """Check the framing of a response head from the tunnel and build the public one.
+
+    The tunnel client may be hostile: a Content-Length it declares is the one thing
+    that tells the public client, or a proxy pooling connections in front of us,
+    where this response ends. So exactly one valid length or none (RFC 9110 section
+    8.6); with Transfer-Encoding as well, the length is dropped and the body framed
+    by us (RFC 9112 section 6.3). Raises InvalidResponse.
+    """
+    received = head.headers
+    headers = protocol.end_to_end(received)
+    if protocol.header_values(received, "transfer-encoding"):
+        return ResponseFraming(_without(headers, "content-length"), None)
+    try:
+        length = protocol.declared_length(headers)
+    except ProtocolError as exc:
+        raise InvalidResponse(str(exc)) from exc
+    if length is not None and len(protocol.header_values(headers, "content-length")) > 1:
+        # One line of the agreed length, where the first of them stood.
+        first = next(i for i, (n, _) in enumerate(headers) if n.lower() == "content-length")
+        name = headers[first][0]
+        headers = _without(headers, "content-length")
+        headers.insert(first, (name, str(length)))
+    return ResponseFraming(headers, length)
+
+
+def _without(headers: Headers, name: str) -> Headers:
+    return [pair for pair in headers if pair[0].lower() != name]
 
 
 def forwarded(scope: dict, method: str, drop: frozenset[str] = frozenset()) -> tuple[str, Headers]:
@@ -98,9 +146,12 @@ class UpstreamResponse(StreamingHttpResponse):
     """
 
     def __init__(self, stream: relay.Stream, head: relay.ResponseHead, method: str) -> None:
+        """Raises InvalidResponse for a head whose framing cannot be passed on safely."""
+        framing = response_framing(head)
         send_body = head.body and method != "HEAD" and head.status not in _BODYLESS_STATUSES
-        super().__init__(_relay_body(stream, send_body), status=head.status)
-        self.upstream_headers = protocol.end_to_end(head.headers)
+        length = framing.length if send_body else None
+        super().__init__(_relay_body(stream, send_body, length), status=head.status)
+        self.upstream_headers = framing.headers
 
     def items(self):
         return list(self.upstream_headers)
@@ -114,7 +165,15 @@ class UpstreamResponse(StreamingHttpResponse):
         pass
 
 
-async def _relay_body(stream: relay.Stream, send_body: bool) -> AsyncIterator[bytes]:
+async def _relay_body(
+    stream: relay.Stream, send_body: bool, length: int | None
+) -> AsyncIterator[bytes]:
+    """Yield the response body; with a declared ``length``, exactly that many bytes.
+
+    A body longer or shorter than declared raises BodyMismatch, and the server resets
+    the public connection: bytes past the length would be read as the next response
+    on that connection, and a short body would swallow the next response's head.
+    """
     # daphne writes only the first body chunk of a HEAD/204/304 response and leaks
     # the rest onto the connection: for those, nothing is yielded at all.
     try:
@@ -123,8 +182,15 @@ async def _relay_body(stream: relay.Stream, send_body: bool) -> AsyncIterator[by
                 # daphne writes a head only along with body bytes; a head that came
                 # alone (a long poll, say) goes to the public client now.
                 yield b""
+            remaining = length
             async for chunk in stream.body():
+                if remaining is not None:
+                    if len(chunk) > remaining:
+                        raise BodyMismatch("body longer than its Content-Length")
+                    remaining -= len(chunk)
                 yield chunk
+            if remaining:
+                raise BodyMismatch("body shorter than its Content-Length")
     finally:
         await stream.close()
 
@@ -136,6 +202,7 @@ _ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     relay.LocalServerError: (502, "local-error", "The local server failed: {detail}"),
     relay.TunnelClosed: (502, "tunnel-closed", "Tunnel {host} closed before answering."),
     InvalidRequest: (400, "bad-request", "This request cannot be forwarded: {detail}"),
+    InvalidResponse: (502, "invalid-response", "The local server's response is invalid: {detail}"),
 }
 
 

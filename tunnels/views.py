@@ -9,7 +9,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.views.decorators.csrf import csrf_exempt
 
 from . import relay
-from .forwarding import InvalidRequest, UpstreamResponse, error_response, request_head
+from .forwarding import (
+    InvalidRequest,
+    InvalidResponse,
+    UpstreamResponse,
+    error_response,
+    request_head,
+)
 
 
 async def health(request: HttpRequest) -> HttpResponse:
@@ -35,4 +41,8 @@ async def forward(request: HttpRequest) -> HttpResponseBase:
         # The public client went away while we waited: tell the local side.
         await stream.close()
         raise
-    return UpstreamResponse(stream, response, head.method)
+    try:
+        return UpstreamResponse(stream, response, head.method)
+    except InvalidResponse as exc:
+        await stream.close()
+        return error_response(exc, subdomain)

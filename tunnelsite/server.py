@@ -42,6 +42,8 @@ from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from tunnels.relay import TunnelError
+
 logger = logging.getLogger(__name__)
 
 #: Bytes per ``http.request`` message handed to the application.
@@ -307,11 +309,14 @@ async def _abort_on_late_failure(application, request: LuminetRequest) -> None:
         await application
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as exc:
         if not request._response_started:
             raise  # daphne answers with a 500 page
         # Too late for an error page: reset the connection so the client cannot
         # mistake what it got for the whole response. Swallowed, so daphne's
         # application_checker does not try (and fail) to send a 500 after it.
-        logger.exception("application failed mid-response; aborting %s", request.client_addr)
+        if isinstance(exc, TunnelError):  # a tunnel or local server failing: routine
+            logger.warning("response failed mid-way (%s); aborting %s", exc, request.client_addr)
+        else:
+            logger.exception("application failed mid-response; aborting %s", request.client_addr)
         request.abort()

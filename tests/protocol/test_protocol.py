@@ -225,3 +225,23 @@ def test_end_to_end_drops_hop_by_hop_and_connection_named_headers():
 def test_is_chunked(headers, chunked):
     """Chunked framing is recognised in any case and position."""
     assert protocol.is_chunked(headers) is chunked
+
+
+@pytest.mark.parametrize(
+    ("values", "length"),
+    [([], None), (["0"], 0), (["5"], 5), (["5", "5"], 5), (["5, 5"], 5), ([" 7 "], 7)],
+)
+def test_declared_length_reads_one_agreed_length(values, length):
+    """No Content-Length is None; repeated identical values are one length."""
+    headers = [("Content-Length", value) for value in values]
+    assert protocol.declared_length([("X-Other", "1"), *headers]) == length
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["5", "6"], ["5, 6"], ["-5"], ["+5"], ["5 5"], ["0x5"], [""], ["1" * 20], ["5,"]],
+)
+def test_declared_length_refuses_what_cannot_be_trusted(values):
+    """Conflicting or malformed lengths are a ProtocolError, never a guess."""
+    with pytest.raises(ProtocolError):
+        protocol.declared_length([("content-length", value) for value in values])
