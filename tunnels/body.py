@@ -28,12 +28,14 @@ class RequestBody:
         if not self._more:
             self.done.set()
 
-    async def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes of the body, fewer only at its end (then b"").
+    async def read(self, size: int) -> tuple[bytes, bool]:
+        """Up to ``size`` bytes as soon as any are in, and whether the body ends there.
 
-        Raises RequestAborted if the public client goes away first.
+        Never waits to fill ``size``: a caller sending its body slowly has each part
+        passed on as it arrives. Raises RequestAborted if the public client goes away
+        first.
         """
-        while len(self._buffer) < size and self._more:
+        while not self._buffer and self._more:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self._more = False
@@ -46,4 +48,4 @@ class RequestBody:
                 self.done.set()
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
-        return data
+        return data, not (self._more or self._buffer)

@@ -98,8 +98,8 @@ class ResponseHead:
     body: bool
 
 
-BodyReader = Callable[[int], Awaitable[bytes]]
-"""Reads up to n bytes of the request body, fewer only at its end."""
+BodyReader = Callable[[int], Awaitable[tuple[bytes, bool]]]
+"""Reads up to n bytes of the request body as soon as any are in; True at its end."""
 
 
 class Stream:
@@ -172,9 +172,7 @@ class Stream:
                 self._credit_changed.clear()
                 await self._credit_changed.wait()
             # All the credit at once: one channel-layer message for many chunks.
-            wanted = self._credit * CHUNK_SIZE
-            data = await read(wanted)
-            end = len(data) < wanted
+            data, end = await read(self._credit * CHUNK_SIZE)
             chunks = max(1, -(-len(data) // CHUNK_SIZE))
             self._credit -= chunks
             await self._send({"type": "tunnel.data", "data": data, "end": end, "chunks": chunks})

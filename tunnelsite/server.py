@@ -7,9 +7,12 @@ Stock daphne 4.2 (measured in issue 3):
    10 MB/s reader peaked at 1 GB). Here the request registers a push producer with
    Twisted; the transport pauses and resumes it around its write buffer, and
    ``send()`` of a body chunk waits while it is paused.
-2. Uploads: once a body is complete daphne pushes all of it into the
-   application's queue at once (a 500 MB POST held 590 MB). Here the application
-   gets one chunk per ``receive()``, read from Twisted's spooled body file.
+2. Uploads: Twisted writes every body over 100 kB to a temporary file and hands
+   the request over only once the whole body is in; daphne then pushes all of it
+   into the application's queue at once (a 500 MB POST held 590 MB). Here the
+   application starts on the request head (``LuminetHTTPChannel``) and reads the
+   body from a bounded in-memory pipe as it arrives, the connection pausing while
+   the pipe is full; nothing reaches the disk (issue 8).
 3. Aborts: if the application fails after the response has started, daphne tries
    to send a 500 page, fails, leaves the client hanging and kills its
    ``application_checker`` loop for good. Here the connection is aborted (a TCP
@@ -23,8 +26,9 @@ sends empty messages, answers ``websocket.http.response.*`` (the ASGI denial
 extension) with the application's status, and adds ``reason`` to
 ``websocket.disconnect``.
 
-This leans on daphne internals (``WebRequest._response_started``,
-``WebRequest.content``, ``Server.http_factory``), so daphne is pinned to 4.2.x
+This leans on daphne and Twisted internals (``WebRequest._response_started``,
+``WebRequest.content``, ``Server.http_factory``, ``HTTPChannel``'s request
+callbacks), so daphne is pinned to 4.2.x
 and ``tests/server/`` holds a regression test for each defect: an upgrade that
 breaks one of these hooks fails there first.
 """
@@ -33,21 +37,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
+from typing import Any
 
 from autobahn.twisted.websocket import ConnectionDeny
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.interfaces import IPushProducer
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from zope.interface import implementer
 
 from tunnels.relay import TunnelError
 
 logger = logging.getLogger(__name__)
 
-#: Bytes per ``http.request`` message handed to the application.
-UPLOAD_CHUNK = 64 * 1024
+#: Body bytes held per request before the connection stops reading: half the
+#: tunnel's 2 MiB window, so an upload keeps the window full without a disk copy.
+BODY_HIGH_WATER = 1024 * 1024
+#: Seconds a connection answered before its body ended keeps draining before it is
+#: closed outright.
+LINGER_SECONDS = 5.0
 
 
 @implementer(IPushProducer)
@@ -74,7 +85,7 @@ class _Backpressure:
 
 
 class _EmptyBody:
-    """Stands in for the body file while daphne's own loop would read it all."""
+    """Stands in for Twisted's body file: the body streams through ``_BodyPipe``."""
 
     closed = False
 
@@ -84,53 +95,115 @@ class _EmptyBody:
     def seek(self, offset: int, whence: int = 0) -> int:
         return 0
 
+    def tell(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("request bodies go to the pipe, never to a file")
+
     def close(self) -> None:
         pass
+
+
+class _BodyPipe:
+    """A request body on its way from the socket to the application, in memory.
+
+    Holds at most about ``BODY_HIGH_WATER`` bytes: past that the connection stops
+    reading (TCP backpressure on the caller) until the application has taken half.
+    Twisted would instead write every body over 100 kB to a temporary file, in full
+    and before the application sees the request (issue 8: 1 GiB on disk for a
+    request to a tunnel that did not exist).
+    """
+
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._buffer = bytearray()
+        self._pause, self._resume = pause, resume
+        self._paused = False
+        self._ready = asyncio.Event()
+        #: Every byte of the body has arrived (it may still sit in the buffer).
+        self.complete = False
+        #: The caller went away first.
+        self.gone = False
+
+    @property
+    def drained(self) -> bool:
+        return self.complete and not self._buffer
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self._ready.set()
+        # Checked on every write: Twisted's own write-side flow control may resume
+        # reading under us, and then the next write pauses it again.
+        if len(self._buffer) >= BODY_HIGH_WATER:
+            self._paused = True
+            self._pause()
+
+    def finish(self) -> None:
+        self.complete = True
+        self._ready.set()
+
+    def abort(self) -> None:
+        self.gone = True
+        self._ready.set()
+
+    async def read(self, size: int, wait: bool = True) -> bytes | None:
+        """Up to ``size`` bytes; b"" only at the end (or without ``wait``); None if gone."""
+        while wait and not (self._buffer or self.complete or self.gone):
+            self._ready.clear()
+            await self._ready.wait()
+        if self.gone:
+            return None
+        chunk = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        if self._paused and len(self._buffer) < BODY_HIGH_WATER // 2:
+            self._paused = False
+            self._resume()
+        return chunk
 
 
 _BODY = {"type": "_luminet.body"}
 
 
 class _RequestQueue(asyncio.Queue):
-    """The application's receive queue, handing out the body one chunk per ``get()``."""
+    """The application's receive queue: each ``get()`` hands out the body that is in."""
 
     def __init__(self, request: LuminetRequest) -> None:
         super().__init__()
         self._request = request
-        self._body_file = None  # set while the body is being handed out
-        self._body_offset = 0
+        self._in_body = False
+        self._first = True
 
     def put_nowait(self, message):
         # daphne read an empty stand-in for the body; a marker takes the message's
-        # place in the queue, and get() reads the real file when it comes up.
+        # place in the queue, and get() reads the pipe when it comes up.
         super().put_nowait(_BODY if message.get("type") == "http.request" else message)
 
     async def get(self):
-        if self._body_file is None:
+        if not self._in_body:
             message = await super().get()
             if message is not _BODY:
                 return message
-            self._body_file = self._request.real_content
-            if self._body_file is None:
-                return {"type": "http.request", "body": b"", "more_body": False}
-        try:
-            self._body_file.seek(self._body_offset)
-            chunk = self._body_file.read(UPLOAD_CHUNK)
-        except (OSError, ValueError):  # closed under us: the client went away
-            self._body_file = None
+            self._in_body = True
+        body = self._request.body
+        # The first message does not wait for body bytes, so the application can
+        # refuse a request (unknown host, missing tunnel) before any are read.
+        chunk = await body.read(BODY_HIGH_WATER, wait=not self._first)
+        self._first = False
+        if chunk is None:
+            self._in_body = False
             return {"type": "http.disconnect"}
-        self._body_offset += len(chunk)
-        more = len(chunk) == UPLOAD_CHUNK
+        more = not body.drained
         if not more:
-            self._body_file = None
+            self._in_body = False
         return {"type": "http.request", "body": chunk, "more_body": more}
 
 
 class LuminetRequest(WebRequest):
-    """daphne's request with backpressure, lazy uploads and aborts."""
+    """daphne's request with backpressure, streamed uploads and aborts."""
 
     backpressure: _Backpressure | None = None
-    real_content = None
+    body: _BodyPipe
+    _streaming = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -140,9 +213,46 @@ class LuminetRequest(WebRequest):
         # they are. Twisted sets this per instance, so it is set after __init__.
         self._parsePOSTFormSubmission = False
 
+    def gotLength(self, length):
+        self.content = _EmptyBody()
+        self.body = _BodyPipe(self._pause_reading, self._resume_reading)
+
+    def handleContentChunk(self, data):
+        self.body.write(data)
+
+    def start_streaming(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Run the application now, with the head only; the body follows as it arrives.
+
+        What ``requestReceived`` does before ``process()``, minus the query parsing
+        daphne does not use.
+        """
+        self._streaming = True
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path = path.split(b"?", 1)[0]
+        self.args: dict[bytes, list[bytes]] = {}
+        self.process()
+
+    def requestReceived(self, command, path, version):
+        self.body.finish()
+        if not self._streaming:
+            super().requestReceived(command, path, version)
+
+    @property
+    def body_incomplete(self) -> bool:
+        return not self.body.complete
+
+    def _pause_reading(self) -> None:
+        # Twisted deletes ``channel`` once the request is done.
+        channel = getattr(self, "channel", None)
+        if channel is not None:
+            channel.pause_for_body()
+
+    def _resume_reading(self) -> None:
+        channel = getattr(self, "channel", None)
+        if channel is not None:
+            channel.resume_for_body()
+
     def process(self):
-        # Hide the body from daphne's read-everything loop; _RequestQueue reads it.
-        self.real_content, self.content = self.content, _EmptyBody()
         # Response heads and bodies are separate small writes: without TCP_NODELAY,
         # Nagle's algorithm holds the body back until the head is acknowledged.
         transport = getattr(self.channel, "transport", None)
@@ -158,11 +268,20 @@ class LuminetRequest(WebRequest):
             # Twisted complains about a producer still registered at finish().
             self.unregisterProducer()
             self.backpressure = None
+        if message["type"] == "http.response.start" and self.body_incomplete:
+            # Answering before the whole body is in (a refusal, or a local server
+            # that does not read it): the rest is never parsed as a next request.
+            self.channel.persistent = False
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
         super().handle_reply(message)
         if message["type"] == "http.response.start" and not self.finished:
             paused = bool(getattr(self.channel, "_waitingForTransport", False))
             self.backpressure = _Backpressure(paused)
             self.registerProducer(self.backpressure, True)
+
+    def connectionLost(self, reason):
+        self.body.abort()
+        super().connectionLost(reason)
 
     def abort(self) -> None:
         """Reset the connection: the client sees an error, not a clean end."""
@@ -180,10 +299,90 @@ class LuminetRequest(WebRequest):
             return
         super().check_timeouts()
 
-    def _cleanup(self):
-        if self.real_content is not None:
-            self.real_content.close()
-        super()._cleanup()
+
+def _discard(data: bytes) -> None:
+    pass
+
+
+class LuminetHTTPChannel(HTTPChannel):
+    """Twisted's HTTP/1.1 channel, starting the application as soon as the head is in.
+
+    Twisted hands a request over only once its whole body has arrived; here the
+    application starts with the head and reads the body from ``LuminetRequest.body``
+    as the caller sends it. A response that ends before the body does closes the
+    connection after a short lingering read (so the caller sees the answer, not a
+    reset), and the unread rest is discarded, never parsed as another request.
+    """
+
+    _lingering: Any = None
+    _body_paused = False
+    _saved_timeout: Any = None
+
+    def allHeadersReceived(self):
+        super().allHeadersReceived()
+        if self.length == 0:
+            return  # no body: Twisted's own path, allContentReceived follows at once
+        request = self.requests[-1]
+        if request.requestHeaders.hasHeader(b"upgrade"):
+            # A WebSocket handshake has no body (RFC 6455 section 4.1: a GET).
+            self._respondToBadRequestAndDisconnect()
+            return
+        request.start_streaming(self._command, self._path, self._version)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._lingering is None:
+            super().rawDataReceived(data)
+
+    def allContentReceived(self):
+        # After a lingering start the request is gone; the rest of its body is dropped.
+        if self._lingering is None:
+            super().allContentReceived()
+
+    def pause_for_body(self) -> None:
+        if not self._body_paused:
+            self._body_paused = True
+            # The caller is not idle while we hold it back: no idle timeout meanwhile.
+            self._saved_timeout = self.setTimeout(None)
+        self._networkProducer.pauseProducing()
+
+    def resume_for_body(self) -> None:
+        if self._body_paused:
+            self._body_paused = False
+            self.setTimeout(self._saved_timeout)
+        if not self._waitingForTransport:
+            self._networkProducer.resumeProducing()
+
+    def requestDone(self, request):
+        if not (isinstance(request, LuminetRequest) and request.body_incomplete):
+            return super().requestDone(request)
+        if request is not self.requests[0]:
+            raise TypeError
+        del self.requests[0]
+        self.persistent = False
+        self._linger()
+        return None
+
+    def _linger(self) -> None:
+        """Half-close, read and drop what the caller still sends, close within a bound.
+
+        Closing with unread bytes in the socket makes the kernel send a reset, which
+        can destroy the response before the caller reads it (RFC 9112 section 9.6).
+        """
+        self.dataReceived = _discard  # type: ignore[method-assign]
+        self.setTimeout(None)
+        self._networkProducer.unregisterProducer()
+        self._networkProducer.resumeProducing()
+        transport: Any = self.transport
+        self._lingering = self.callLater(LINGER_SECONDS, transport.abortConnection)
+        try:
+            transport.loseWriteConnection()
+        except (AttributeError, NotImplementedError):  # a transport without half-close
+            transport.loseConnection()
+
+    def connectionLost(self, reason):
+        if self._lingering is not None and self._lingering.active():
+            self._lingering.cancel()
+        super().connectionLost(reason)
 
 
 class LuminetWebSocketProtocol(WebSocketProtocol):
@@ -247,6 +446,9 @@ def _phrase(status: int) -> str:
 
 
 class LuminetHTTPFactory(HTTPFactory):
+    def protocol(self):  # type: ignore[override]
+        return _GenericHTTPChannelProtocol(LuminetHTTPChannel())
+
     def buildProtocol(self, addr):
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = LuminetRequest

@@ -27,6 +27,19 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
 
 
+def env_int(name: str, default: int) -> int:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if number <= 0:
+        raise ImproperlyConfigured(f"{name} must be positive, not {value!r}")
+    return number
+
+
 def env_float(name: str, default: float) -> float:
     value = env_str(name)
     if value is None:
@@ -87,6 +100,9 @@ LUMINET_PUBLIC_SCHEME, LUMINET_TUNNEL_DOMAIN, LUMINET_PUBLIC_PORT = parse_public
 )
 # Seconds to wait for the local server's response to *start*.
 LUMINET_REQUEST_TIMEOUT = env_float("LUMINET_REQUEST_TIMEOUT", 30.0)
+# Largest request body the main host (admin, health) takes; tunnel bodies stream
+# through their window and have no limit of ours.
+LUMINET_MAX_BODY_BYTES = env_int("LUMINET_MAX_BODY_BYTES", 1024 * 1024)
 # Seconds a disconnected tunnel's subdomain stays reserved for its token.
 LUMINET_SUBDOMAIN_GRACE = env_float("LUMINET_SUBDOMAIN_GRACE", 60.0)
 # Seconds between a live tunnel's registry refresh and token re-check: a revoked

@@ -7,7 +7,10 @@ caller is a raw socket. Faults use a private ``redis-server``, never the shared 
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ import websocket
 
 from client import protocol
 
-from . import rawclient
+from . import http1, rawclient
 from .conftest import Database, Launcher, Layer, Token, Tunnel
 from .localserver import Reply
 from .redisserver import PrivateRedis
@@ -70,7 +73,19 @@ def public_get(port: int, host: str) -> tuple[rawclient.Response, float]:
 
 
 def assert_not_found_for(port: int, host: str, seconds: float) -> None:
-    """For ``seconds``, every request to ``host`` is a fast 502 tunnel-not-found."""
+    """Soon, and then for ``seconds``, every request to ``host`` is a fast 502
+    tunnel-not-found.
+
+    A request that raced the close may still reach the closing tunnel (a fast 502
+    of another kind); the subdomain must be released within FAST.
+    """
+    released_by = time.monotonic() + FAST
+    while True:
+        response, took = public_get(port, host)
+        assert response.status == 502 and took < FAST, (response.status, took)
+        if response.value("Luminet-Error") == "tunnel-not-found":
+            break
+        assert time.monotonic() < released_by, "the subdomain was not released"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         response, took = public_get(port, host)
@@ -294,3 +309,149 @@ def test_local_server_with_conflicting_lengths_gets_a_clear_502(tunnel: Tunnel, 
     response = rawclient.request(tunnel.port, "GET", path, tunnel.host)
     assert (response.status, response.value("Luminet-Error")) == (502, "local-error")
     assert b"conflicting Content-Length" in response.body
+
+
+# -- request bodies are never spooled, and refused before they are read (defect 2) --
+
+HUGE = 100 * 2**30  # a declared body no test ever sends
+#: Seconds the server keeps draining a connection it answered early (tunnelsite.server).
+LINGER = 5.0
+
+
+def spooled_files(pid: int) -> list[str]:
+    """The server's open files that are temporary files (deleted, or in the temp dir)."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue  # closed meanwhile
+        if target.endswith("(deleted)") or target.startswith(tempfile.gettempdir()):
+            found.append(target)
+    return found
+
+
+def head(host: str, *lines: str, method: str = "POST") -> bytes:
+    return "\r\n".join([f"{method} /upload HTTP/1.1", f"Host: {host}", *lines, "", ""]).encode()
+
+
+def read_head_now(conn: PublicConnection) -> tuple[int, dict[str, str]]:
+    """Read a response head that must come at once, while the body is still unsent."""
+    conn.sock.settimeout(FAST)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.sock.recv(4096)
+        assert more, f"closed before a response head: {data!r}"
+        data += more
+    lines = data.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), {name.lower(): value for name, value in fields.items()}
+
+
+def assert_closed_within(conn: PublicConnection, seconds: float) -> None:
+    """Keep sending body bytes; the server must end the connection within ``seconds``."""
+    conn.sock.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            conn.sock.sendall(b"x" * 1024)
+            if conn.sock.recv(65536) == b"":
+                return
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return
+    raise AssertionError(f"the connection was still open after {seconds} s")
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("nosuch.localhost", 502), ("evil.example.com", 400)],
+    ids=["missing-tunnel", "unknown-host"],
+)
+def test_body_to_a_host_we_do_not_serve_is_refused_before_it_is_read(
+    tunnel: Tunnel, public_connections: list[PublicConnection], host: str, status: int
+) -> None:
+    """A 100 GB body is answered from its head alone: no temporary file, the connection
+    is closed after a short drain, the other tunnel unaffected."""
+    public = PublicConnection(tunnel.port)
+    public_connections.append(public)
+    public.send(head(host, f"Content-Length: {HUGE}") + b"x" * 256 * 1024)
+    got, fields = read_head_now(public)
+    assert got == status
+    assert fields.get("connection") == "close"
+    assert spooled_files(tunnel.server.pid) == []
+    assert_closed_within(public, LINGER + FAST)
+    assert_serves(tunnel)
+
+
+def test_slow_uploads_to_a_missing_tunnel_hold_no_disk_and_end(
+    tunnel: Tunnel, public_connections: list[PublicConnection]
+) -> None:
+    """Four connections trickling 100 GB bodies are each answered and closed within the
+    drain period, holding no file."""
+    conns = [PublicConnection(tunnel.port) for _ in range(4)]
+    public_connections.extend(conns)
+    for conn in conns:
+        conn.send(head("nosuch.localhost", f"Content-Length: {HUGE}") + b"x")
+    for conn in conns:
+        assert read_head_now(conn)[0] == 502
+    assert spooled_files(tunnel.server.pid) == []
+    for conn in conns:
+        assert_closed_within(conn, LINGER + FAST)
+
+
+def test_main_host_refuses_a_body_over_the_limit_before_reading_it(
+    tunnel: Tunnel, public_connections: list[PublicConnection]
+) -> None:
+    """The admin's host takes at most LUMINET_MAX_BODY_BYTES (1 MiB by default): a larger
+    declared body gets 413 at once."""
+    public = PublicConnection(tunnel.port)
+    public_connections.append(public)
+    public.send(head("localhost", f"Content-Length: {2 * 2**20}"))
+    assert read_head_now(public)[0] == 413
+
+
+def test_main_host_refuses_a_chunked_body_once_it_passes_the_limit(tunnel: Tunnel) -> None:
+    """Without a length, the body is counted as it comes: 413 past the limit."""
+    chunks = [b"x" * 256 * 1024] * 5
+    response = rawclient.request(tunnel.port, "POST", "/health", "localhost", chunks=chunks)
+    assert response.status == 413
+    small = rawclient.request(tunnel.port, "POST", "/health", "localhost", body=b"ok")
+    assert small.status != 413
+
+
+def test_tunnel_upload_streams_to_the_local_server_as_it_is_sent(
+    tunnel: Tunnel, uid: str, public_connections: list[PublicConnection]
+) -> None:
+    """The local server reads the first MiB while the caller still holds the rest back:
+    the body is never collected (on disk or anywhere) before it is forwarded."""
+    path = f"/stream-up-{uid}"
+    first_mib = threading.Event()
+    received: list[bytes] = []
+
+    def sink(incoming) -> bool:
+        length = int(dict((n.lower(), v) for n, v in incoming.headers)["content-length"])
+        got = bytearray()
+        while len(got) < length:
+            got += incoming.rfile.read(min(65536, length - len(got)))
+            if len(got) >= 2**20:
+                first_mib.set()
+        received.append(bytes(got))
+        incoming.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        incoming.wfile.flush()
+        return True
+
+    tunnel.local.stream(path, sink)
+    body = os.urandom(3 * 2**20)
+    public = PublicConnection(tunnel.port)
+    public_connections.append(public)
+    request_head = f"POST {path} HTTP/1.1\r\nHost: {tunnel.host}\r\n"
+    public.send(f"{request_head}Content-Length: {len(body)}\r\n\r\n".encode() + body[: 2**20])
+    assert first_mib.wait(10), "the local server saw nothing of a body still being sent"
+    assert spooled_files(tunnel.server.pid) == []
+    public.send(body[2**20 :])
+    with public.sock.makefile("rb") as rfile:
+        start, _ = http1.read_head(rfile)
+    assert start.startswith("HTTP/1.1 200")
+    assert received == [body]
