@@ -288,13 +288,6 @@ def encode_data(message: BinaryMessage) -> bytes:
     return FRAME_HEADER.pack(kind, flags, message.stream) + message.payload
 
 
-def split_chunks(data: bytes) -> list[bytes]:
-    """Cut ``data`` into wire chunks of at most ``CHUNK_SIZE``; b"" is one empty chunk."""
-    if len(data) <= CHUNK_SIZE:
-        return [data]
-    return [data[offset : offset + CHUNK_SIZE] for offset in range(0, len(data), CHUNK_SIZE)]
-
-
 # ---------------------------------------------------------------------------
 # Decoding
 

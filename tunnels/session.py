@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from client import protocol
+from client.flow import split_chunks
 from client.protocol import ProtocolError
 from tokens.auth import authenticate, is_still_valid
 
@@ -295,7 +296,7 @@ class TunnelSession:
         data, end = event["data"], event["end"]
         self._bytes_in += len(data)
         # The view may send several chunks' worth in one message (see relay).
-        chunks = protocol.split_chunks(data)
+        chunks = split_chunks(data)
         self._streams[stream_id].request_unacked += len(chunks)
         for number, chunk in enumerate(chunks, 1):
             frame = protocol.Data(
