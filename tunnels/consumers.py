@@ -12,9 +12,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT, CLOSE_REPLACED
+from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT
 
+from .messages import stream_message
 from .receiving import is_stop, stop_receiving
+from .relay import Backends
 from .session import SessionClosed, TunnelSession
 from .sockets import SocketBridge
 
@@ -132,6 +134,7 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
             f"{client[0]}:{client[1]}",
             send_text=lambda text: self.send(text_data=text),
             send_bytes=lambda data: self.send(bytes_data=data),
+            backends=Backends.current(),
         )
         await self.accept()
         self._watchers = [
@@ -151,39 +154,17 @@ class TunnelConsumer(_LeanDispatch, AsyncWebsocketConsumer):
             await self.close(code=closed.code, reason=closed.reason)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
-        try:
-            await self._live.received(text_data, bytes_data)
-        except SessionClosed as closed:
-            await self.close(code=closed.code, reason=closed.reason)
+        await self._guard(self._live.received(text_data, bytes_data))
 
     async def disconnect(self, code) -> None:
         await self._end()
 
-    # Channel-layer messages from views (see tunnels.relay).
+    async def _from_view(self, event) -> None:
+        # Channel-layer messages from views and public sockets (tunnels.messages).
+        await self._guard(self._live.from_view(event))
 
-    async def tunnel_open(self, event) -> None:
-        await self._live.open_stream(event)
-
-    async def tunnel_data(self, event) -> None:
-        await self._live.stream_data(event)
-
-    async def tunnel_window(self, event) -> None:
-        await self._live.stream_window(event)
-
-    async def tunnel_cancel(self, event) -> None:
-        await self._live.cancel_stream(event)
-
-    async def tunnel_ws_open(self, event) -> None:
-        await self._live.open_socket(event)
-
-    async def tunnel_ws_frame(self, event) -> None:
-        await self._live.socket_frame(event)
-
-    async def tunnel_ws_close(self, event) -> None:
-        await self._live.close_socket(event)
-
-    async def tunnel_replaced(self, event) -> None:
-        await self.close(code=CLOSE_REPLACED, reason="replaced by a newer connection")
+    tunnel_open = tunnel_data = tunnel_window = tunnel_cancel = _from_view
+    tunnel_ws_open = tunnel_ws_frame = tunnel_ws_close = tunnel_replaced = _from_view
 
 
 class PublicSocketConsumer(_LeanDispatch, AsyncConsumer):
@@ -202,22 +183,9 @@ class PublicSocketConsumer(_LeanDispatch, AsyncConsumer):
         await self.bridge.public_closed(message.get("code"), message.get("reason") or "")
         raise StopConsumer
 
-    # Channel-layer messages from the tunnel consumer (see tunnels.sockets).
+    async def _from_tunnel(self, event) -> None:
+        # Channel-layer messages from the tunnel consumer (tunnels.messages).
+        await self.bridge.from_tunnel(stream_message(event))
 
-    async def stream_ws_accept(self, event) -> None:
-        await self.bridge.accepted(event["subprotocol"])
-
-    async def stream_ws_reject(self, event) -> None:
-        await self.bridge.rejected(event["status"])
-
-    async def stream_ws_frame(self, event) -> None:
-        await self.bridge.frame(event["data"], event["text"], event["fin"])
-
-    async def stream_window(self, event) -> None:
-        await self.bridge.credit(event["chunks"])
-
-    async def stream_ws_close(self, event) -> None:
-        await self.bridge.local_closed(event["code"], event["reason"])
-
-    async def stream_error(self, event) -> None:
-        await self.bridge.failed(event["message"])
+    stream_ws_accept = stream_ws_reject = stream_ws_frame = _from_tunnel
+    stream_window = stream_ws_close = stream_error = _from_tunnel

@@ -195,12 +195,16 @@ async def _relay_body(
         await stream.close()
 
 
-_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
+#: Our answer to each failure before the response started: status, the
+#: ``Luminet-Error`` code, and the page's sentence. Looked up along the exception's
+#: MRO, so a subclass without a row of its own answers as its parent.
+ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     relay.TunnelNotFound: (502, "tunnel-not-found", "Tunnel {host} is not connected."),
     relay.TunnelBusy: (503, "tunnel-busy", "Tunnel {host} is too busy; try again."),
     relay.TunnelTimeout: (504, "local-timeout", "The local server did not answer in time."),
     relay.LocalServerError: (502, "local-error", "The local server failed: {detail}"),
     relay.TunnelClosed: (502, "tunnel-closed", "Tunnel {host} closed before answering."),
+    relay.BodyLost: (502, "body-lost", "The request or response body was lost on the way."),
     InvalidRequest: (400, "bad-request", "This request cannot be forwarded: {detail}"),
     InvalidResponse: (502, "invalid-response", "The local server's response is invalid: {detail}"),
 }
@@ -208,7 +212,8 @@ _ERRORS: dict[type[Exception], tuple[int, str, str]] = {
 
 def error_response(exc: Exception, subdomain: str) -> HttpResponse:
     """Our own short page for a failure, marked with a Luminet-Error header."""
-    status, code, template = _ERRORS[type(exc)]
+    row = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
+    status, code, template = row
     host = f"{subdomain}.{settings.LUMINET_TUNNEL_DOMAIN}"
     text = template.format(host=host, detail=exc)
     page = (

@@ -1,48 +1,48 @@
 """One public request's trip through the channel layer to a tunnel and back.
 
 The view calls :func:`open_stream`; the tunnel consumer on the other end (maybe in
-another process) turns these channel-layer messages into wire messages. Both
-directions are windowed: at most ``WINDOW_CHUNKS`` body chunks of one stream wait
-in a channel at any time, so a slow reader never fills a channel-layer queue and
-never makes a process hold more than a few chunks of a body.
-
-Messages to the tunnel consumer's channel (``reply`` names the stream)::
-
-    tunnel.open    reply, method, path, headers, body
-    tunnel.data    reply, data, end, chunks
-    tunnel.window  reply, chunks      (the view consumed response chunks)
-    tunnel.cancel  reply              (the public side went away)
-
-Messages back to the stream's reply channel::
-
-    stream.response  status, headers, body [, data, end, chunks]
-    stream.data      data, end, chunks
-    stream.window    chunks           (the client consumed request chunks)
-    stream.error     message          (local failure, or the tunnel closed)
-
-``chunks`` is how many wire chunks (each at most ``CHUNK_SIZE``) a ``data``
-carries: one channel-layer message may carry several, since each message costs
-a round trip on Redis. Windows are counted in wire chunks.
+another process) turns the channel-layer messages (``tunnels.messages``) into
+wire messages. Both directions are windowed (``client.flow``): at most
+``WINDOW_CHUNKS`` body chunks of one stream wait in a channel at any time, so a
+slow reader never fills a channel-layer queue and never makes a process hold
+more than a window of a body.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.core.exceptions import RequestAborted
 
-from client.protocol import CHUNK_SIZE, CREDIT_BATCH, WINDOW_CHUNKS, Headers
+from client.flow import ReceiveWindow, SendWindow, chunk_count
+from client.protocol import CHUNK_SIZE, Headers
 
-from .payloads import get_payloads
+from .messages import (
+    ErrorKind,
+    StreamData,
+    StreamError,
+    StreamMessage,
+    StreamResponse,
+    StreamWindow,
+    TunnelCancel,
+    TunnelData,
+    TunnelMessage,
+    TunnelOpen,
+    TunnelWindow,
+    ends_stream,
+    from_layer,
+    to_layer,
+)
+from .payloads import Payloads, get_payloads
 from .receiving import is_stop, stop_receiving
-from .registry import RegistryError, get_registry
+from .registry import Registry, RegistryError, get_registry
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +51,35 @@ logger = logging.getLogger(__name__)
 LIVENESS_INTERVAL = 5.0
 
 
+@dataclass(frozen=True)
+class Backends:
+    """What streams and sessions talk to, passed in so tests can give their own."""
+
+    layer: BaseChannelLayer
+    registry: Registry
+    payloads: Payloads
+
+    @classmethod
+    def current(cls) -> Backends:
+        """The process's backends for the current settings."""
+        return cls(get_channel_layer(), get_registry(), get_payloads())
+
+
 class TunnelError(Exception):
     """Base of everything that can go wrong between the view and the local server.
 
     TunnelError
-     +-- TunnelNotFound     no live tunnel for the subdomain         -> 502
-     +-- TunnelBusy         the tunnel's queue is full               -> 503
-     +-- TunnelTimeout      no response head in time                 -> 504
-     +-- LocalServerError   the client could not reach the local app -> 502
-     +-- TunnelClosed       the tunnel went away mid-stream           -> 502 / abort
+     +-- TunnelNotFound     no live tunnel for the subdomain               -> 502
+     +-- TunnelBusy         the tunnel's queue is full                     -> 503
+     +-- TunnelTimeout      no response head in time                       -> 504
+     +-- LocalServerError   the client could not complete it with the app  -> 502
+     +-- TunnelClosed       the tunnel (or its server process) went away   -> 502
+          +-- BodyLost      body bytes were lost between server processes  -> 502
+
+    After the response has started, any of them resets the public connection.
     """
+
+    kind = ErrorKind.TUNNEL_CLOSED
 
 
 class TunnelNotFound(TunnelError):
@@ -68,7 +87,7 @@ class TunnelNotFound(TunnelError):
 
 
 class TunnelBusy(TunnelError):
-    pass
+    kind = ErrorKind.BUSY
 
 
 class TunnelTimeout(TunnelError):
@@ -76,11 +95,28 @@ class TunnelTimeout(TunnelError):
 
 
 class LocalServerError(TunnelError):
-    pass
+    kind = ErrorKind.LOCAL
 
 
 class TunnelClosed(TunnelError):
     pass
+
+
+class BodyLost(TunnelClosed):
+    kind = ErrorKind.LOST
+
+
+_ERROR_FOR_KIND: dict[ErrorKind, type[TunnelError]] = {
+    ErrorKind.LOCAL: LocalServerError,
+    ErrorKind.TUNNEL_CLOSED: TunnelClosed,
+    ErrorKind.BUSY: TunnelBusy,
+    ErrorKind.LOST: BodyLost,
+}
+
+
+def error_for(message: StreamError) -> TunnelError:
+    """The exception a failed stream raises at the view."""
+    return _ERROR_FOR_KIND[message.kind](message.message)
 
 
 @dataclass(frozen=True)
@@ -105,30 +141,38 @@ BodyReader = Callable[[int], Awaitable[tuple[bytes, bool]]]
 class Stream:
     """The view's end of one stream: sends the request, receives the response."""
 
-    def __init__(self, subdomain: str, tunnel_channel: str, reply_channel: str) -> None:
+    def __init__(
+        self,
+        subdomain: str,
+        tunnel_channel: str,
+        reply_channel: str,
+        backends: Backends,
+        liveness_interval: float = LIVENESS_INTERVAL,
+    ) -> None:
         self.subdomain = subdomain
-        self._layer = get_channel_layer()
-        self._payloads = get_payloads()
+        self._backends = backends
+        self._layer = backends.layer
         self._tunnel = tunnel_channel
         self._reply = reply_channel
-        self._inbox: asyncio.Queue[dict] = asyncio.Queue()
-        self._credit = WINDOW_CHUNKS
+        self._liveness_interval = liveness_interval
+        self._inbox: asyncio.Queue[StreamMessage] = asyncio.Queue()
+        self._request_window = SendWindow()
+        self._response_window = ReceiveWindow()
         self._credit_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._receiver: asyncio.Task | None = None
         self._liveness: asyncio.TimerHandle | None = None
         self._finished = False
-        self._first_data: dict | None = None
+        self._first_data: StreamResponse | None = None
         self._last_progress = asyncio.get_running_loop().time()
 
-    async def _send(self, message: dict) -> None:
-        message["reply"] = self._reply
+    async def _send(self, message: TunnelMessage) -> None:
         try:
-            message = await self._payloads.store(message)
+            raw = await self._backends.payloads.store(to_layer(message))
         except Exception as exc:  # Redis failing
-            raise TunnelClosed(f"cannot pass the body on: {exc.__class__.__name__}") from exc
+            raise BodyLost(f"cannot pass the body on: {exc.__class__.__name__}") from exc
         try:
-            await self._layer.send(self._tunnel, message)
+            await self._layer.send(self._tunnel, raw)
         except ChannelFull as exc:
             raise TunnelBusy("tunnel queue full") from exc
 
@@ -139,22 +183,24 @@ class Stream:
         in the channel layer cost more than 5 % of a small request's CPU).
         """
         while True:
-            message = await self._layer.receive(self._reply)
-            if is_stop(message):
+            raw = await self._layer.receive(self._reply)
+            if is_stop(raw):
                 return
             try:
-                message = await self._payloads.fetch(message)
+                raw = await self._backends.payloads.fetch(raw)
             except Exception as exc:  # PayloadLost, or Redis failing: never a short body
-                logger.error("stream %s: response body lost: %r", self._reply, exc)
-                self._inbox.put_nowait({"type": "stream.error", "message": "response body lost"})
+                logger.warning("stream %s: response body lost: %r", self._reply, exc)
+                self._inbox.put_nowait(StreamError(ErrorKind.LOST, "response body lost"))
                 return
-            if message["type"] == "stream.window":
-                self._credit += message["chunks"]
+            message = from_layer(raw)
+            if isinstance(message, StreamWindow):
+                self._request_window.granted(message.chunks)
                 self._credit_changed.set()
                 self._last_progress = asyncio.get_running_loop().time()
                 continue
+            assert isinstance(message, (StreamResponse, StreamData, StreamError)), message
             self._inbox.put_nowait(message)
-            if _is_last(message):
+            if ends_stream(message):
                 return
 
     def _watch_liveness(self) -> None:
@@ -163,19 +209,22 @@ class Stream:
         self._tasks.append(asyncio.create_task(self._liveness_loop()))
 
     async def _liveness_loop(self) -> None:
-        await tunnel_gone(self.subdomain, self._tunnel, first_check=0)
-        self._inbox.put_nowait({"type": "stream.error", "message": "tunnel closed"})
+        await tunnel_gone(
+            self._backends.registry, self.subdomain, self._tunnel, 0, self._liveness_interval
+        )
+        self._inbox.put_nowait(StreamError(ErrorKind.TUNNEL_CLOSED, "tunnel closed"))
 
     async def _send_body(self, read: BodyReader) -> None:
+        window = self._request_window
         while True:
-            while self._credit <= 0:
+            while not window.open:
                 self._credit_changed.clear()
                 await self._credit_changed.wait()
             # All the credit at once: one channel-layer message for many chunks.
-            data, end = await read(self._credit * CHUNK_SIZE)
-            chunks = max(1, -(-len(data) // CHUNK_SIZE))
-            self._credit -= chunks
-            await self._send({"type": "tunnel.data", "data": data, "end": end, "chunks": chunks})
+            data, end = await read(window.available * CHUNK_SIZE)
+            chunks = chunk_count(len(data))
+            window.sent(chunks)
+            await self._send(TunnelData(self._reply, data, end, chunks))
             if end:
                 return
 
@@ -183,17 +232,9 @@ class Stream:
         logger.debug("stream %s: opening on %s", self._reply, self._tunnel)
         self._receiver = asyncio.create_task(self._receive_loop())
         self._liveness = asyncio.get_running_loop().call_later(
-            LIVENESS_INTERVAL, self._watch_liveness
+            self._liveness_interval, self._watch_liveness
         )
-        await self._send(
-            {
-                "type": "tunnel.open",
-                "method": head.method,
-                "path": head.path,
-                "headers": [list(pair) for pair in head.headers],
-                "body": head.body,
-            }
-        )
+        await self._send(TunnelOpen(self._reply, head.method, head.path, head.headers, head.body))
         if head.body:
             self._tasks.append(asyncio.create_task(self._send_body_task(read)))
 
@@ -201,7 +242,7 @@ class Stream:
         try:
             await self._send_body(read)
         except TunnelError as exc:
-            self._inbox.put_nowait({"type": "stream.error", "message": str(exc)})
+            self._inbox.put_nowait(StreamError(exc.kind, str(exc)))
         except RequestAborted:
             pass  # the public client left; the handler cancels the view
 
@@ -221,17 +262,16 @@ class Stream:
             except TimeoutError as exc:
                 if self._last_progress + timeout <= loop.time():
                     raise TunnelTimeout(f"no response within {timeout:g} s") from exc
-        if message["type"] == "stream.error":
+        if isinstance(message, StreamError):
             self._finished = True  # the consumer has forgotten the stream already
-            raise LocalServerError(message["message"])
-        if message["type"] != "stream.response":
-            raise TunnelClosed(f"unexpected {message['type']} before the response")
-        headers = [(name, value) for name, value in message["headers"]]
-        if not message["body"]:
+            raise error_for(message)
+        if not isinstance(message, StreamResponse):
+            raise TunnelClosed(f"unexpected {type(message).__name__} before the response")
+        if not message.body:
             self._finished = True
-        elif "data" in message:  # the first of the body came with the head
-            self._first_data = {key: message[key] for key in ("data", "end", "chunks")}
-        return ResponseHead(message["status"], headers, message["body"])
+        elif message.data is not None:  # the first of the body came with the head
+            self._first_data = message
+        return ResponseHead(message.status, message.headers, message.body)
 
     def body_waiting(self) -> bool:
         """Whether a message of the body (or an error) has arrived and can be read now."""
@@ -239,30 +279,30 @@ class Stream:
 
     async def body(self) -> AsyncIterator[bytes]:
         """Yield the response body; raise TunnelClosed if it cannot be completed."""
-        consumed = 0
+        window = self._response_window
         while not self._finished:
+            message: Any
             if self._first_data is not None:
                 message, self._first_data = self._first_data, None
             else:
                 message = await self._inbox.get()
-                if message["type"] == "stream.error":
+                if isinstance(message, StreamError):
                     self._finished = True
-                    raise TunnelClosed(message["message"])
-                if message["type"] != "stream.data":
-                    raise TunnelClosed(f"unexpected {message['type']} in a response body")
-            data, end = message["data"], message["end"]
+                    raise error_for(message)
+                if not isinstance(message, StreamData):
+                    raise TunnelClosed(f"unexpected {type(message).__name__} in a response body")
+            data, end, chunks = message.data, message.end, message.chunks
+            window.received(chunks)
             if end:
                 self._finished = True
             if data:
                 yield data
             if not end:
                 # Credit goes back only once chunks have left for the public client,
-                # so a slow reader slows this stream alone; a few at a time, since
-                # each credit message is a channel-layer round trip.
-                consumed += message["chunks"]
-                if consumed >= CREDIT_BATCH:
-                    await self._send({"type": "tunnel.window", "chunks": consumed})
-                    consumed = 0
+                # so a slow reader slows this stream alone.
+                credit = window.consumed(chunks)
+                if credit:
+                    await self._send(TunnelWindow(self._reply, credit))
 
     async def close(self) -> None:
         """Stop background work; tell the tunnel if the stream ended early."""
@@ -276,56 +316,17 @@ class Stream:
         if not self._finished:
             self._finished = True
             with contextlib.suppress(TunnelError):
-                await self._send({"type": "tunnel.cancel"})
+                await self._send(TunnelCancel(self._reply))
         if self._receiver is not None:
             # Usually done already (it ends after the last message); never cancelled,
             # which on Redis could lose another stream's message (tunnels.receiving).
             await stop_receiving(self._layer, self._reply, self._receiver)
 
 
-def _is_last(message: dict) -> bool:
-    """Whether ``message`` is the last on its reply channel (the consumer forgets the stream)."""
-    kind = message["type"]
-    if kind == "stream.error":
-        return True
-    if kind == "stream.response" and not message["body"]:
-        return True
-    return kind in ("stream.response", "stream.data") and message.get("end", False)
-
-
-def coalesce(queue: collections.deque[dict]) -> dict:
-    """Pop the next message for a view from ``queue``, merged with what can go with it.
-
-    Body chunks queued behind a response head or behind other body chunks travel
-    in one message, and so do consecutive credits: fewer channel-layer messages,
-    the same bytes in the same order. Used by the tunnel consumer's ``Outbox``.
-    """
-    message = queue.popleft()
-    kind = message["type"]
-    if kind == "stream.window":
-        chunks = message["chunks"]
-        while queue and queue[0]["type"] == "stream.window":
-            chunks += queue.popleft()["chunks"]
-        return {**message, "chunks": chunks}
-    carries_body = kind == "stream.data" or (kind == "stream.response" and message["body"])
-    if not carries_body or not queue or queue[0]["type"] != "stream.data":
-        return message
-    # A head may carry the start of its body already (the consumer joined them).
-    parts = [message["data"]] if "data" in message else []
-    chunks = message.get("chunks", 0)
-    end = message.get("end", False)
-    while queue and queue[0]["type"] == "stream.data" and not end:
-        data = queue.popleft()
-        parts.append(data["data"])
-        chunks += data["chunks"]
-        end = data["end"]
-    return {**message, "data": b"".join(parts), "end": end, "chunks": chunks}
-
-
-async def find_tunnel(subdomain: str) -> str:
+async def find_tunnel(subdomain: str, registry: Registry | None = None) -> str:
     """Return the channel of the tunnel consumer serving ``subdomain``."""
     try:
-        channel = await get_registry().lookup(subdomain)
+        channel = await (registry or get_registry()).lookup(subdomain)
     except RegistryError as exc:
         raise TunnelNotFound(str(exc)) from exc
     if channel is None:
@@ -333,18 +334,23 @@ async def find_tunnel(subdomain: str) -> str:
     return channel
 
 
-async def tunnel_gone(subdomain: str, channel: str, first_check: float = LIVENESS_INTERVAL) -> None:
+async def tunnel_gone(
+    registry: Registry,
+    subdomain: str,
+    channel: str,
+    first_check: float = LIVENESS_INTERVAL,
+    interval: float = LIVENESS_INTERVAL,
+) -> None:
     """Return once ``subdomain`` is no longer served by ``channel``.
 
     The tunnel consumer tells its streams when it ends; this covers a server
-    process that died without telling anyone. Checks every ``LIVENESS_INTERVAL``
-    seconds, the first after ``first_check``.
+    process that died without telling anyone. Checks every ``interval`` seconds,
+    the first after ``first_check``.
     """
-    registry = get_registry()
     wait = first_check
     while True:
         await asyncio.sleep(wait)
-        wait = LIVENESS_INTERVAL
+        wait = interval
         try:
             if await registry.lookup(subdomain) != channel:
                 return
@@ -352,12 +358,15 @@ async def tunnel_gone(subdomain: str, channel: str, first_check: float = LIVENES
             continue  # unknown is not gone; the next check decides
 
 
-async def open_stream(subdomain: str, head: RequestHead, read: BodyReader) -> Stream:
+async def open_stream(
+    subdomain: str, head: RequestHead, read: BodyReader, backends: Backends | None = None
+) -> Stream:
     """Find the tunnel for ``subdomain`` and send it the request."""
-    channel = await find_tunnel(subdomain)
+    backends = backends or Backends.current()
+    channel = await find_tunnel(subdomain, backends.registry)
     # The default prefix matters: channels-redis pops one Redis list per prefix under
     # a single per-process receive lock, so a second prefix starves the consumers.
-    stream = Stream(subdomain, channel, await get_channel_layer().new_channel())
+    stream = Stream(subdomain, channel, await backends.layer.new_channel(), backends)
     try:
         await stream.start(head, read)
     except BaseException:

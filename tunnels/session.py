@@ -1,8 +1,10 @@
 """The server's end of one client's tunnel WebSocket.
 
 Turns wire messages from the client into channel-layer messages for the waiting
-views (see ``relay``), and channel-layer messages from views into wire messages.
-The consumer that owns the socket only feeds this class; all policy lives here.
+views (``tunnels.messages``), and channel-layer messages from views into wire
+messages. The consumer that owns the socket only feeds this class; all policy
+lives here. Everything it talks to is passed in (``Backends``, ``Tokens``,
+``Timing``), so its rules are unit-tested on the in-memory layer.
 """
 
 from __future__ import annotations
@@ -12,23 +14,45 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import assert_never
+from dataclasses import dataclass, field
+from typing import Any, assert_never
 
 from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from client import protocol
-from client.flow import split_chunks
+from client.flow import ReceiveWindow, SendWindow, split_chunks
 from client.protocol import ProtocolError
-from tokens.auth import authenticate, is_still_valid
+from tokens import auth
+from tokens.auth import AuthenticatedToken
 
 from .hosts import public_url
+from .messages import (
+    ErrorKind,
+    StreamData,
+    StreamError,
+    StreamMessage,
+    StreamResponse,
+    StreamWindow,
+    StreamWsAccept,
+    StreamWsClose,
+    StreamWsFrame,
+    StreamWsReject,
+    TunnelCancel,
+    TunnelData,
+    TunnelOpen,
+    TunnelReplaced,
+    TunnelWindow,
+    TunnelWsClose,
+    TunnelWsFrame,
+    TunnelWsOpen,
+    from_layer,
+    to_layer,
+)
 from .outbox import Outbox
-from .payloads import get_payloads
-from .registry import RegistryError, claim_subdomain, get_registry
-from .relay import coalesce
+from .payloads import PayloadLost
+from .registry import RegistryError, claim_subdomain
+from .relay import Backends
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +70,34 @@ class SessionClosed(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """How the session checks tokens (the database, in production)."""
+
+    authenticate: Callable[[str], Awaitable[AuthenticatedToken | None]] = auth.authenticate
+    is_still_valid: Callable[[int], Awaitable[bool]] = auth.is_still_valid
+
+
+@dataclass(frozen=True)
+class Timing:
+    heartbeat: float
+    grace: float
+
+    @classmethod
+    def current(cls) -> Timing:
+        return cls(settings.LUMINET_HEARTBEAT_INTERVAL, settings.LUMINET_SUBDOMAIN_GRACE)
+
+
 @dataclass
 class _StreamState:
     reply: str
     websocket: bool = False
-    # DATA frames the client may still send us for this stream's response body.
-    response_credit: int = protocol.WINDOW_CHUNKS
-    # Request DATA frames sent to the client and not yet acknowledged.
-    request_unacked: int = 0
+    # DATA frames (or fragments) the client may still send us for this stream.
+    response: ReceiveWindow = field(default_factory=ReceiveWindow)
+    # Request DATA frames (or fragments) sent to the client and not yet acknowledged.
+    request: SendWindow = field(default_factory=SendWindow)
     # A response head held for the DATA frame the client said follows it.
-    held_head: dict | None = None
+    held_head: StreamResponse | None = None
 
 
 SendText = Callable[[str], Awaitable[None]]
@@ -63,22 +105,35 @@ SendBytes = Callable[[bytes], Awaitable[None]]
 
 
 class TunnelSession:
-    def __init__(self, channel: str, peer: str, send_text: SendText, send_bytes: SendBytes):
+    def __init__(
+        self,
+        channel: str,
+        peer: str,
+        send_text: SendText,
+        send_bytes: SendBytes,
+        backends: Backends,
+        tokens: Tokens | None = None,
+        timing: Timing | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.channel = channel
         self.peer = peer
         self._send_text = send_text
         self._send_bytes = send_bytes
-        self._layer = get_channel_layer()
-        self._payloads = get_payloads()
-        self._outbox = Outbox(self._layer, coalesce, self._view_lost, self._payloads.store)
-        self._registry = get_registry()
+        self._layer = backends.layer
+        self._payloads = backends.payloads
+        self._registry = backends.registry
+        self._tokens = tokens or Tokens()
+        self._timing = timing or Timing.current()
+        self._clock = clock
+        self._outbox = Outbox(self._layer, self._view_lost, self._payloads.store)
         self.token_id: int | None = None
         self.token_label = ""
         self.subdomain: str | None = None
         self._streams: dict[int, _StreamState] = {}
         self._by_reply: dict[str, int] = {}
         self._next_stream = 1
-        self._started = time.monotonic()
+        self._started = clock()
         self._requests = 0
         self._bytes_in = 0
         self._bytes_out = 0
@@ -110,12 +165,7 @@ class TunnelSession:
                     return  # cancelled by the public side meanwhile
                 if not message.body:
                     self._forget(stream_id)
-                head = {
-                    "type": "stream.response",
-                    "status": message.status,
-                    "headers": [list(pair) for pair in message.headers],
-                    "body": message.body,
-                }
+                head = StreamResponse(message.status, message.headers, message.body)
                 if message.data_follows:
                     stream.held_head = head  # one channel-layer message for both
                 else:
@@ -124,46 +174,30 @@ class TunnelSession:
                 stream = self._streams.get(stream_id)
                 if stream is None:
                     return
-                chunks = min(chunks, stream.request_unacked)
-                if chunks:
-                    stream.request_unacked -= chunks
-                    self._to_view(stream.reply, {"type": "stream.window", "chunks": chunks})
+                # Credit for chunks never sent is ignored (client.flow).
+                if counted := stream.request.granted(chunks):
+                    self._to_view(stream.reply, StreamWindow(counted))
             case protocol.StreamError(stream=stream_id):
                 stream = self._streams.get(stream_id)
                 if stream is not None:
                     self._forget(stream_id)
                     if stream.held_head is not None:
                         self._to_view(stream.reply, stream.held_head)
-                    self._to_view(
-                        stream.reply, {"type": "stream.error", "message": message.message}
-                    )
+                    self._to_view(stream.reply, StreamError(ErrorKind.LOCAL, message.message))
             case protocol.WsAccept(stream=stream_id):
                 stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
-                    self._to_view(
-                        stream.reply,
-                        {"type": "stream.ws_accept", "subprotocol": message.subprotocol},
-                    )
+                    self._to_view(stream.reply, StreamWsAccept(message.subprotocol))
             case protocol.WsReject(stream=stream_id):
                 stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
                     self._forget(stream_id)
-                    self._to_view(
-                        stream.reply,
-                        {
-                            "type": "stream.ws_reject",
-                            "status": message.status,
-                            "headers": [list(pair) for pair in message.headers],
-                        },
-                    )
+                    self._to_view(stream.reply, StreamWsReject(message.status, message.headers))
             case protocol.WsClose(stream=stream_id):
                 stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
                     self._forget(stream_id)
-                    self._to_view(
-                        stream.reply,
-                        {"type": "stream.ws_close", "code": message.code, "reason": message.reason},
-                    )
+                    self._to_view(stream.reply, StreamWsClose(message.code, message.reason))
             case protocol.Auth():
                 raise ProtocolError("already authenticated")
             case (
@@ -183,31 +217,31 @@ class TunnelSession:
         stream = self._stream(message.stream, websocket=isinstance(message, protocol.WsFrame))
         if stream is None:
             return  # cancelled meanwhile: its in-flight chunks are expected
-        if stream.response_credit <= 0:
-            raise ProtocolError(f"stream {message.stream} sent beyond its window")
-        stream.response_credit -= 1
+        try:
+            stream.response.received()
+        except ProtocolError:
+            raise ProtocolError(f"stream {message.stream} sent beyond its window") from None
         self._bytes_out += len(message.payload)
+        event: StreamMessage
         match message:
             case protocol.Data(end=end):
                 if end:
                     self._forget(message.stream)
-                event = {"type": "stream.data", "data": message.payload, "end": end, "chunks": 1}
-                if stream.held_head is not None:
-                    event = {**stream.held_head, "data": message.payload, "end": end, "chunks": 1}
-                    stream.held_head = None
+                held, stream.held_head = stream.held_head, None
+                if held is not None:
+                    event = StreamResponse(
+                        held.status, held.headers, held.body, message.payload, end, 1
+                    )
+                else:
+                    event = StreamData(message.payload, end, 1)
             case protocol.WsFrame(text=text, fin=fin):
-                event = {
-                    "type": "stream.ws_frame",
-                    "data": message.payload,
-                    "text": text,
-                    "fin": fin,
-                }
+                event = StreamWsFrame(message.payload, text, fin)
             case _:
                 assert_never(message)
         self._to_view(stream.reply, event)
 
     async def _authenticate(self, message: protocol.Auth) -> None:
-        token = await authenticate(message.token)
+        token = await self._tokens.authenticate(message.token)
         if token is None:
             logger.warning("tunnel auth failed from %s", self.peer)
             await self._send_text(protocol.encode(protocol.AuthError("invalid token")))
@@ -224,96 +258,121 @@ class TunnelSession:
         if claim.replaced is not None:
             # The same token's older connection to this subdomain is stale: close it.
             with contextlib.suppress(ChannelFull):
-                await self._layer.send(claim.replaced, {"type": "tunnel.replaced"})
+                await self._layer.send(claim.replaced, to_layer(TunnelReplaced()))
         url = public_url(subdomain)
         await self._send_text(protocol.encode(protocol.AuthOk(subdomain=subdomain, url=url)))
         logger.info("tunnel %s opened by %s (token %s)", subdomain, self.peer, token.prefix)
 
     # -- channel-layer messages from views ---------------------------------
 
-    async def open_stream(self, event: dict) -> None:
+    async def from_view(self, raw: dict[str, Any]) -> None:
+        """Handle one channel-layer message from a view or a public WebSocket."""
         if self.subdomain is None:
+            return  # not authenticated: nobody can have found this channel
+        try:
+            raw = await self._payloads.fetch(raw)
+        except Exception as exc:  # PayloadLost, or Redis failing: the body is incomplete
+            await self._body_lost(raw.get("reply", ""), exc)
             return
-        stream_id = self._new_stream(event["reply"], websocket=False)
-        headers = [(name, value) for name, value in event["headers"]]
+        message = from_layer(raw)
+        match message:
+            case TunnelOpen():
+                await self._open_stream(message)
+            case TunnelWsOpen():
+                await self._open_socket(message)
+            case TunnelData():
+                await self._stream_data(message)
+            case TunnelWsFrame():
+                await self._socket_frame(message)
+            case TunnelWindow():
+                await self._stream_window(message)
+            case TunnelWsClose():
+                await self._close_socket(message)
+            case TunnelCancel():
+                await self._cancel_stream(message)
+            case TunnelReplaced():
+                raise SessionClosed(protocol.CLOSE_REPLACED, "replaced by a newer connection")
+            case _:
+                raise AssertionError(f"{type(message).__name__} is not for a tunnel")
+
+    async def _open_stream(self, message: TunnelOpen) -> None:
+        stream_id = self._new_stream(message.reply, websocket=False)
         request = protocol.Request(
             stream=stream_id,
-            method=event["method"],
-            path=event["path"],
-            headers=headers,
-            body=event["body"],
+            method=message.method,
+            path=message.path,
+            headers=message.headers,
+            body=message.body,
         )
         logger.debug(
             "tunnel %s: stream %d %s %s", self.subdomain, stream_id, request.method, request.path
         )
         await self._send_text(protocol.encode(request))
 
-    async def open_socket(self, event: dict) -> None:
-        if self.subdomain is None:
-            return
-        stream_id = self._new_stream(event["reply"], websocket=True)
-        headers = [(name, value) for name, value in event["headers"]]
-        message = protocol.WsOpen(
+    async def _open_socket(self, message: TunnelWsOpen) -> None:
+        stream_id = self._new_stream(message.reply, websocket=True)
+        opening = protocol.WsOpen(
             stream=stream_id,
-            path=event["path"],
-            headers=headers,
-            subprotocols=list(event["subprotocols"]),
+            path=message.path,
+            headers=message.headers,
+            subprotocols=list(message.subprotocols),
         )
-        logger.debug("tunnel %s: stream %d WebSocket %s", self.subdomain, stream_id, message.path)
-        await self._send_text(protocol.encode(message))
+        logger.debug("tunnel %s: stream %d WebSocket %s", self.subdomain, stream_id, opening.path)
+        await self._send_text(protocol.encode(opening))
 
-    async def socket_frame(self, event: dict) -> None:
-        stream_id = self._by_reply.get(event["reply"])
+    async def _socket_frame(self, message: TunnelWsFrame) -> None:
+        stream_id = self._by_reply.get(message.reply)
         if stream_id is None:
             return
-        self._streams[stream_id].request_unacked += 1
-        self._bytes_in += len(event["data"])
+        self._streams[stream_id].request.sent()
+        self._bytes_in += len(message.data)
         frame = protocol.WsFrame(
-            stream=stream_id, payload=event["data"], text=event["text"], fin=event["fin"]
+            stream=stream_id, payload=message.data, text=message.text, fin=message.fin
         )
         await self._send_bytes(protocol.encode_data(frame))
 
-    async def close_socket(self, event: dict) -> None:
-        stream_id = self._by_reply.get(event["reply"])
+    async def _close_socket(self, message: TunnelWsClose) -> None:
+        stream_id = self._by_reply.get(message.reply)
         if stream_id is None:
             return
         self._forget(stream_id)
-        message = protocol.WsClose(stream=stream_id, code=event["code"], reason=event["reason"])
-        await self._send_text(protocol.encode(message))
+        closing = protocol.WsClose(stream=stream_id, code=message.code, reason=message.reason)
+        await self._send_text(protocol.encode(closing))
 
-    async def stream_data(self, event: dict) -> None:
-        stream_id = self._by_reply.get(event["reply"])
+    async def _stream_data(self, message: TunnelData) -> None:
+        stream_id = self._by_reply.get(message.reply)
         if stream_id is None:
             return
-        try:
-            event = await self._payloads.fetch(event)
-        except Exception as exc:  # PayloadLost, or Redis failing: the body is incomplete
-            logger.error("tunnel %s: request body lost: %r", self.subdomain, exc)
-            self._forget(stream_id)
-            self._to_view(event["reply"], {"type": "stream.error", "message": "request body lost"})
-            await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
-            return
-        data, end = event["data"], event["end"]
-        self._bytes_in += len(data)
+        self._bytes_in += len(message.data)
         # The view may send several chunks' worth in one message (see relay).
-        chunks = split_chunks(data)
-        self._streams[stream_id].request_unacked += len(chunks)
+        chunks = split_chunks(message.data)
+        self._streams[stream_id].request.sent(len(chunks))
         for number, chunk in enumerate(chunks, 1):
             frame = protocol.Data(
-                stream=stream_id, payload=chunk, end=end and number == len(chunks)
+                stream=stream_id, payload=chunk, end=message.end and number == len(chunks)
             )
             await self._send_bytes(protocol.encode_data(frame))
 
-    async def stream_window(self, event: dict) -> None:
-        stream_id = self._by_reply.get(event["reply"])
+    async def _body_lost(self, reply: str, exc: Exception) -> None:
+        level = logging.WARNING if isinstance(exc, PayloadLost) else logging.ERROR
+        logger.log(level, "tunnel %s: request body lost: %r", self.subdomain, exc)
+        stream_id = self._by_reply.get(reply)
         if stream_id is None:
             return
-        self._streams[stream_id].response_credit += event["chunks"]
-        message = protocol.Window(stream=stream_id, chunks=event["chunks"])
-        await self._send_text(protocol.encode(message))
+        self._forget(stream_id)
+        self._to_view(reply, StreamError(ErrorKind.LOST, "request body lost"))
+        await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
 
-    async def cancel_stream(self, event: dict) -> None:
-        stream_id = self._by_reply.get(event["reply"])
+    async def _stream_window(self, message: TunnelWindow) -> None:
+        stream_id = self._by_reply.get(message.reply)
+        if stream_id is None:
+            return
+        self._streams[stream_id].response.credited(message.chunks)
+        window = protocol.Window(stream=stream_id, chunks=message.chunks)
+        await self._send_text(protocol.encode(window))
+
+    async def _cancel_stream(self, message: TunnelCancel) -> None:
+        stream_id = self._by_reply.get(message.reply)
         if stream_id is None:
             return
         self._forget(stream_id)
@@ -324,12 +383,12 @@ class TunnelSession:
     async def keep_alive(self) -> None:
         """Refresh the registry entry and recheck the token until the tunnel ends."""
         while True:
-            await asyncio.sleep(settings.LUMINET_HEARTBEAT_INTERVAL)
+            await asyncio.sleep(self._timing.heartbeat)
             if self._ended:
                 return  # released: never claim the subdomain again
             if self.subdomain is None or self.token_id is None:
                 continue
-            if not await is_still_valid(self.token_id):
+            if not await self._tokens.is_still_valid(self.token_id):
                 logger.info("tunnel %s closed: token %s revoked", self.subdomain, self.token_label)
                 await self._send_text(protocol.encode(protocol.AuthError("token revoked")))
                 raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "token revoked")
@@ -345,7 +404,7 @@ class TunnelSession:
         """Release the subdomain and fail every stream still open. Idempotent."""
         released_before, self._ended = self._ended, True
         for stream in list(self._streams.values()):
-            self._to_view(stream.reply, {"type": "stream.error", "message": "tunnel closed"})
+            self._to_view(stream.reply, StreamError(ErrorKind.TUNNEL_CLOSED, "tunnel closed"))
         self._streams.clear()
         self._by_reply.clear()
         # Whatever the views have not been sent yet, then stop; a view that still
@@ -356,13 +415,13 @@ class TunnelSession:
             return
         with contextlib.suppress(RegistryError):
             await self._registry.release(
-                self.subdomain, self.channel, self.token_id, settings.LUMINET_SUBDOMAIN_GRACE
+                self.subdomain, self.channel, self.token_id, self._timing.grace
             )
         logger.info(
             "tunnel %s closed (%s): %.0f s, %d requests, %d bytes in, %d bytes out",
             self.subdomain,
             self.peer,
-            time.monotonic() - self._started,
+            self._clock() - self._started,
             self._requests,
             self._bytes_in,
             self._bytes_out,
@@ -389,7 +448,7 @@ class TunnelSession:
         if stream is not None:
             self._by_reply.pop(stream.reply, None)
 
-    def _to_view(self, reply: str, message: dict) -> None:
+    def _to_view(self, reply: str, message: StreamMessage) -> None:
         self._outbox.put(reply, message)
 
     async def _view_lost(self, reply: str) -> None:

@@ -1,4 +1,4 @@
-"""The consumer's outbox and the merging of messages for a view (relay.coalesce)."""
+"""The consumer's outbox and the merging of messages for a view (outbox.coalesce)."""
 
 import asyncio
 import collections
@@ -8,17 +8,24 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 
 from tunnels.layers import InProcessChannelLayer
-from tunnels.outbox import Outbox
-from tunnels.relay import coalesce
+from tunnels.messages import (
+    ErrorKind,
+    StreamData,
+    StreamError,
+    StreamResponse,
+    StreamWindow,
+    StreamWsFrame,
+)
+from tunnels.outbox import Outbox, coalesce
 
 from .conftest import REDIS_URL
 
 
-def data(payload: bytes, end: bool = False, chunks: int = 1) -> dict:
-    return {"type": "stream.data", "data": payload, "end": end, "chunks": chunks}
+def data(payload: bytes, end: bool = False, chunks: int = 1) -> StreamData:
+    return StreamData(payload, end, chunks)
 
 
-def drain(messages: list[dict]) -> list[dict]:
+def drain(messages: list) -> list:
     queue = collections.deque(messages)
     out = []
     while queue:
@@ -32,16 +39,16 @@ def test_consecutive_body_chunks_travel_as_one():
 
 
 def test_response_head_takes_the_body_queued_behind_it():
-    head = {"type": "stream.response", "status": 200, "headers": [["a", "b"]], "body": True}
+    head = StreamResponse(200, [("a", "b")], body=True)
     merged = drain([head, data(b"x"), data(b"", end=True)])
-    assert merged == [{**head, "data": b"x", "end": True, "chunks": 2}]
+    assert merged == [StreamResponse(200, [("a", "b")], True, b"x", True, 2)]
 
 
 def test_bodyless_head_and_other_kinds_are_never_merged():
-    bodyless = {"type": "stream.response", "status": 204, "headers": [], "body": False}
-    error = {"type": "stream.error", "message": "gone"}
-    frame = {"type": "stream.ws_frame", "data": b"a", "text": False, "fin": True}
-    messages = [bodyless, frame, dict(frame), error, data(b"late")]
+    bodyless = StreamResponse(204, [], body=False)
+    error = StreamError(ErrorKind.LOCAL, "gone")
+    frame = StreamWsFrame(b"a", False, True)
+    messages = [bodyless, frame, frame, error, data(b"late")]
     assert drain(messages) == messages
 
 
@@ -52,10 +59,10 @@ def test_nothing_is_merged_past_the_end_of_a_body():
 
 
 def test_credits_add_up_and_keep_their_place():
-    window = {"type": "stream.window", "chunks": 4}
-    error = {"type": "stream.error", "message": "x"}
-    merged = drain([window, dict(window), error, dict(window)])
-    assert merged == [{"type": "stream.window", "chunks": 8}, error, window]
+    window = StreamWindow(4)
+    error = StreamError(ErrorKind.TUNNEL_CLOSED, "x")
+    merged = drain([window, window, error, window])
+    assert merged == [StreamWindow(8), error, window]
 
 
 async def _receive_all(layer, channel: str, count_chunks: int) -> list[dict]:
@@ -73,7 +80,7 @@ def test_in_memory_layer_gets_every_message_in_order():
         layer = InProcessChannelLayer()
         channel = await layer.new_channel()
         lost = []
-        outbox = Outbox(layer, coalesce, lambda c: _record(lost, c), unchanged)
+        outbox = Outbox(layer, lambda c: _record(lost, c), unchanged)
         for number in range(50):
             outbox.put(channel, data(b"%d," % number, end=number == 49))
         await outbox.flush(5)
@@ -103,7 +110,7 @@ def test_chunks_queued_behind_a_send_in_flight_go_out_merged(redis_layer):
     async def scenario():
         layer = redis_layer()
         channel = await layer.new_channel()
-        outbox = Outbox(layer, coalesce, lambda c: _record([], c), unchanged)
+        outbox = Outbox(layer, lambda c: _record([], c), unchanged)
         chunks = [os.urandom(1000) for _ in range(40)]
         outbox.put(channel, data(chunks[0]))
         await asyncio.sleep(0)  # the sender starts, and waits on Redis
@@ -126,10 +133,10 @@ def test_a_full_channel_drops_its_queue_and_says_so():
         layer = InProcessChannelLayer(capacity=1)
         channel = await layer.new_channel()
         lost: list[str] = []
-        outbox = Outbox(layer, coalesce, lambda c: _record(lost, c), unchanged)
-        frame = {"type": "stream.ws_frame", "data": b"a", "text": False, "fin": True}
+        outbox = Outbox(layer, lambda c: _record(lost, c), unchanged)
+        frame = StreamWsFrame(b"a", False, True)
         for _ in range(3):
-            outbox.put(channel, dict(frame))
+            outbox.put(channel, frame)
         await outbox.flush(5)
         first = await layer.receive(channel)
         return lost, first, channel
