@@ -6,7 +6,6 @@ because the CLI only ever asks for its own previous subdomain.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -105,23 +104,3 @@ def test_hold_lasts_the_grace_period(
         assert time.monotonic() < deadline, f"{held} still held {GRACE + 15} s after closing"
         time.sleep(POLL_INTERVAL)
     assert time.monotonic() - closed_at >= GRACE * 0.9
-
-
-def test_message_of_the_wrong_kind_closes_the_tunnel(
-    tunnel: Tunnel, dev_token: Token, raw_tunnels: list[RawTunnel]
-) -> None:
-    """A client answering a WebSocket stream with an HTTP response is cut off (4400)."""
-    raw = RawTunnel(tunnel.server.ws_url, dev_token, None)
-    raw_tunnels.append(raw)
-    with socket.create_connection(("127.0.0.1", tunnel.port), timeout=10) as public:
-        public.sendall(
-            f"GET /ws HTTP/1.1\r\nHost: {raw.subdomain}.localhost\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
-        )
-        opening = protocol.decode(raw.ws.recv())
-        assert isinstance(opening, protocol.WsOpen)
-        raw.ws.send(protocol.encode(protocol.Response(stream=opening.stream, status=200)))
-        opcode, payload = raw.ws.recv_data()
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    assert int.from_bytes(payload[:2], "big") == protocol.CLOSE_PROTOCOL_ERROR

@@ -1,0 +1,157 @@
+"""The view's end of a stream: each way it can fail gets its own exception, and each
+exception its own documented answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from client import protocol
+from tunnels import relay
+from tunnels.forwarding import ERRORS, InvalidRequest, InvalidResponse, error_response
+from tunnels.payloads import PayloadLost
+from tunnels.relay import Backends, RequestHead
+
+from .harness import WAIT, backends, scripted_tunnel
+
+pytestmark = pytest.mark.timeout(10)
+
+POST = RequestHead("POST", "/up", [("content-length", "10")], body=True)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def endless_body(size: int) -> tuple[bytes, bool]:
+    return b"x" * min(size, 1024), False
+
+
+async def no_body(size: int) -> tuple[bytes, bool]:
+    return b"", True
+
+
+def test_a_dead_tunnel_process_is_found_by_the_liveness_check():
+    """The tunnel's registry entry vanishing (its process died) fails the stream as
+    tunnel-closed, without waiting for the request timeout."""
+
+    async def scenario():
+        shared = backends()
+        await shared.registry.claim("abc123", 1, "dead-channel")
+        reply = await shared.layer.new_channel()
+        stream = relay.Stream("abc123", "dead-channel", reply, shared, liveness_interval=0.01)
+        await stream.start(RequestHead("GET", "/", [], False), no_body)
+        await shared.registry.release("abc123", "dead-channel", 1, grace=60)
+        try:
+            with pytest.raises(relay.TunnelClosed):
+                await stream.response(timeout=WAIT)
+        finally:
+            await stream.close()
+
+    run(scenario())
+
+
+def test_a_full_tunnel_during_an_upload_is_tunnel_busy():
+    """The tunnel's channel at capacity makes the upload fail as tunnel-busy (503)."""
+
+    async def scenario():
+        tiny = backends(capacity=1)
+        await tiny.registry.claim("abc123", 1, "stuck-channel")
+        stream = await relay.open_stream("abc123", POST, endless_body, tiny)
+        try:
+            with pytest.raises(relay.TunnelBusy) as raised:
+                await stream.response(timeout=WAIT)
+        finally:
+            await stream.close()
+        return raised.value
+
+    exc = run(scenario())
+    assert error_response(exc, "abc123")["Luminet-Error"] == "tunnel-busy"
+
+
+def test_no_answer_in_time_is_a_timeout():
+    async def scenario():
+        shared = backends()
+        await shared.registry.claim("abc123", 1, "silent-channel")
+        stream = await relay.open_stream(
+            "abc123", RequestHead("GET", "/", [], False), no_body, shared
+        )
+        try:
+            with pytest.raises(relay.TunnelTimeout):
+                await stream.response(timeout=0.05)
+        finally:
+            await stream.close()
+
+    run(scenario())
+
+
+def test_a_missing_tunnel_is_not_found():
+    async def scenario():
+        with pytest.raises(relay.TunnelNotFound):
+            await relay.open_stream(
+                "nosuch", RequestHead("GET", "/", [], False), no_body, backends()
+            )
+
+    run(scenario())
+
+
+class LosingPayloads:
+    """Payloads whose every fetch finds the key gone, as after an expiry."""
+
+    async def store(self, message: dict) -> dict:
+        return message
+
+    async def fetch(self, message: dict) -> dict:
+        if message.get("type") == "stream.response":
+            raise PayloadLost("expired")
+        return message
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_lost_response_body_is_body_lost():
+    async def scenario():
+        plain = backends()
+        losing = Backends(plain.layer, plain.registry, LosingPayloads())  # type: ignore[arg-type]
+        async with scripted_tunnel(plain) as tunnel:
+            await tunnel.authenticate()
+            stream = await relay.open_stream(
+                tunnel.session.subdomain, RequestHead("GET", "/", [], False), no_body, losing
+            )
+            request = await tunnel.next_sent()
+            await tunnel.client_says(protocol.Response(stream=request.stream, status=200))
+            try:
+                with pytest.raises(relay.BodyLost):
+                    await stream.response(timeout=WAIT)
+            finally:
+                await stream.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code"),
+    [
+        (relay.TunnelNotFound("abc123"), 502, "tunnel-not-found"),
+        (relay.TunnelBusy("full"), 503, "tunnel-busy"),
+        (relay.TunnelTimeout("30 s"), 504, "local-timeout"),
+        (relay.LocalServerError("refused"), 502, "local-error"),
+        (relay.TunnelClosed("gone"), 502, "tunnel-closed"),
+        (relay.BodyLost("expired"), 502, "body-lost"),
+        (InvalidRequest("bad target"), 400, "bad-request"),
+        (InvalidResponse("two lengths"), 502, "invalid-response"),
+    ],
+)
+def test_each_failure_has_its_own_documented_answer(exc, status, code):
+    response = error_response(exc, "abc123")
+    assert (response.status_code, response["Luminet-Error"]) == (status, code)
+
+
+def test_every_error_code_is_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for _, code, _ in ERRORS.values():
+        assert f"`Luminet-Error: {code}`" in readme, code
