@@ -210,15 +210,20 @@ ERRORS: dict[type[Exception], tuple[int, str, str]] = {
 }
 
 
-def error_response(exc: Exception, subdomain: str) -> HttpResponse:
-    """Our own short page for a failure, marked with a Luminet-Error header."""
-    row = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
-    status, code, template = row
+def error_page(exc: Exception, subdomain: str) -> tuple[int, str, str]:
+    """Our own short page for a failure: status, ``Luminet-Error`` code, HTML."""
+    status, code, template = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
     host = f"{subdomain}.{settings.LUMINET_TUNNEL_DOMAIN}"
     text = template.format(host=host, detail=exc)
     page = (
         f"<!doctype html><title>{status} {html.escape(code)}</title><h1>{html.escape(text)}</h1>\n"
     )
+    return status, code, page
+
+
+def error_response(exc: Exception, subdomain: str) -> HttpResponse:
+    """:func:`error_page` as the view's response, marked with a Luminet-Error header."""
+    status, code, page = error_page(exc, subdomain)
     response = HttpResponse(page, status=status, content_type="text/html; charset=utf-8")
     response["Luminet-Error"] = code
     return response

@@ -14,7 +14,10 @@ server answers. ``handle()`` is Django's, without the ``request_started`` and
 ``reset_queries``) are sync, so each costs a hop to a thread, and tunnel
 requests never touch the database.
 Nor does it copy the body into a temporary file first: the view reads it from
-``request.tunnel_body`` (see ``tunnels.body``) as it sends it on.
+``request.body_reader`` (see ``tunnels.body``) as it sends it on.
+
+Requests here are :class:`TunnelRequest`: the route the edge router found and
+the body reader are typed attributes, not ad-hoc ones.
 """
 
 from __future__ import annotations
@@ -25,21 +28,38 @@ import io
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix, set_urlconf
 
 from .body import RequestBody
-from .hosts import HostDispatchMiddleware
+from .registry import Route
+from .router import route_of
+
+#: Tunnel hosts resolve every path to the catch-all view.
+URLCONF = "tunnels.urls"
+
+
+class TunnelRequest(ASGIRequest):
+    """A request for a tunnel host, as the catch-all view gets it."""
+
+    #: Read the body from here, as it arrives (never ``request.body``).
+    body_reader: RequestBody
+
+    @property
+    def route(self) -> Route:
+        """Where the edge router found the tunnel (``tunnels.router``)."""
+        return route_of(self.scope)
 
 
 class TunnelASGIHandler(ASGIHandler):
+    request_class = TunnelRequest
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list = []
         self._template_response_middleware: list = []
         self._exception_middleware: list = []
-        view_caller = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]
-        self._middleware_chain = convert_exception_to_response(HostDispatchMiddleware(view_caller))
+        self._middleware_chain = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]
 
     async def get_response_async(self, request):
         # Django's, without log_response(): a 404 or 500 here is the local server's
@@ -61,7 +81,9 @@ class TunnelASGIHandler(ASGIHandler):
         if request is None:
             await self.send_response(error_response, send)
             return
-        request.tunnel_body = body
+        assert isinstance(request, TunnelRequest)
+        request.body_reader = body
+        request.urlconf = URLCONF
 
         async def process_request():
             response = await self.run_get_response(request)

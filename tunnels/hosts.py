@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 #: One DNS label (RFC 1123), lower case: what may stand before the tunnel domain.
 _LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -48,39 +45,3 @@ def header(scope: dict, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-class HostDispatchMiddleware:
-    """Send tunnel hosts to the tunnel URLconf; refuse hosts we do not serve.
-
-    Runs first, so a tunnel host never reaches the admin or any site URL.
-    """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def _route(self, request: HttpRequest) -> HttpResponse | None:
-        try:
-            host = classify(request.get_host())
-        except DisallowedHost:
-            host = None
-        if host is None:
-            return HttpResponseBadRequest("Unknown host.\n", content_type="text/plain")
-        if isinstance(host, TunnelHost):
-            request.urlconf = "tunnels.urls"
-            request.tunnel_subdomain = host.subdomain  # type: ignore[attr-defined]
-        return None
-
-    def __call__(self, request: HttpRequest):
-        if self.is_async:
-            return self._acall(request)
-        return self._route(request) or self.get_response(request)
-
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return self._route(request) or await self.get_response(request)

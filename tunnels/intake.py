@@ -21,19 +21,21 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-async def plain_response(send: Send, status: int, text: str) -> None:
-    """A short text/plain answer of our own."""
+async def plain_response(
+    send: Send,
+    status: int,
+    text: str,
+    content_type: str = "text/plain",
+    headers: list[tuple[str, str]] | None = None,
+) -> None:
+    """A short answer of our own, sent straight from ASGI (no Django)."""
     body = text.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    lines = [
+        (b"content-type", f"{content_type}; charset=utf-8".encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    lines += [(name.encode(), value.encode()) for name, value in headers or []]
+    await send({"type": "http.response.start", "status": status, "headers": lines})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -53,6 +53,19 @@ class RegistryError(Exception):
 
 
 @dataclass(frozen=True)
+class Route:
+    """Where a live subdomain's traffic goes, as the edge finds it once per request.
+
+    Today one tunnel consumer's channel; the per-tunnel policy and several
+    connections per tunnel get their place here, so every server process that a
+    request lands on reads them from the same entry.
+    """
+
+    subdomain: str
+    channel: str
+
+
+@dataclass(frozen=True)
 class Claim:
     granted: bool
     #: The channel of the live tunnel this claim took the subdomain from, if any.
@@ -63,8 +76,8 @@ class Registry(Protocol):
     async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
         """Make ``subdomain`` live on ``channel`` unless another token has it."""
 
-    async def lookup(self, subdomain: str) -> str | None:
-        """Return the channel of the live tunnel for ``subdomain``, if any."""
+    async def lookup(self, subdomain: str) -> Route | None:
+        """Return the route to the live tunnel for ``subdomain``, if any."""
 
     async def refresh(self, subdomain: str, token_id: int, channel: str) -> bool:
         """Extend ``channel``'s live entry, or restore it if the registry lost it.
@@ -136,9 +149,9 @@ class MemoryRegistry:
             return Claim(True, replaced=entry.channel)
         return Claim(True)
 
-    async def lookup(self, subdomain: str) -> str | None:
+    async def lookup(self, subdomain: str) -> Route | None:
         entry = self._current(subdomain)
-        return entry.channel if entry is not None and entry.live else None
+        return Route(subdomain, entry.channel) if entry is not None and entry.live else None
 
     async def refresh(self, subdomain: str, token_id: int, channel: str) -> bool:
         entry = self._current(subdomain)
@@ -221,7 +234,7 @@ class RedisRegistry:
         )
         return Claim(bool(granted), replaced.decode() if replaced else None)
 
-    async def lookup(self, subdomain: str) -> str | None:
+    async def lookup(self, subdomain: str) -> Route | None:
         try:
             raw = await self._redis.get().get(self.key(subdomain))
         except Exception as exc:
@@ -232,7 +245,7 @@ class RedisRegistry:
             entry = json.loads(raw)
         except ValueError as exc:
             raise RegistryError("registry entry is not JSON") from exc
-        return entry["channel"] if entry.get("live") else None
+        return Route(subdomain, entry["channel"]) if entry.get("live") else None
 
     async def refresh(self, subdomain: str, token_id: int, channel: str) -> bool:
         restored = _live_value(token_id, channel)

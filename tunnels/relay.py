@@ -42,7 +42,7 @@ from .messages import (
 )
 from .payloads import Payloads, get_payloads
 from .receiving import is_stop, stop_receiving
-from .registry import Registry, RegistryError, get_registry
+from .registry import Registry, RegistryError, Route, get_registry
 
 logger = logging.getLogger(__name__)
 
@@ -143,16 +143,15 @@ class Stream:
 
     def __init__(
         self,
-        subdomain: str,
-        tunnel_channel: str,
+        route: Route,
         reply_channel: str,
         backends: Backends,
         liveness_interval: float = LIVENESS_INTERVAL,
     ) -> None:
-        self.subdomain = subdomain
+        self.route = route
         self._backends = backends
         self._layer = backends.layer
-        self._tunnel = tunnel_channel
+        self._tunnel = route.channel
         self._reply = reply_channel
         self._liveness_interval = liveness_interval
         self._inbox: asyncio.Queue[StreamMessage] = asyncio.Queue()
@@ -209,9 +208,7 @@ class Stream:
         self._tasks.append(asyncio.create_task(self._liveness_loop()))
 
     async def _liveness_loop(self) -> None:
-        await tunnel_gone(
-            self._backends.registry, self.subdomain, self._tunnel, 0, self._liveness_interval
-        )
+        await tunnel_gone(self._backends.registry, self.route, 0, self._liveness_interval)
         self._inbox.put_nowait(StreamError(ErrorKind.TUNNEL_CLOSED, "tunnel closed"))
 
     async def _send_body(self, read: BodyReader) -> None:
@@ -323,25 +320,24 @@ class Stream:
             await stop_receiving(self._layer, self._reply, self._receiver)
 
 
-async def find_tunnel(subdomain: str, registry: Registry | None = None) -> str:
-    """Return the channel of the tunnel consumer serving ``subdomain``."""
+async def find_route(subdomain: str, registry: Registry) -> Route:
+    """Return the route to the tunnel serving ``subdomain``; raise TunnelNotFound."""
     try:
-        channel = await (registry or get_registry()).lookup(subdomain)
+        route = await registry.lookup(subdomain)
     except RegistryError as exc:
         raise TunnelNotFound(str(exc)) from exc
-    if channel is None:
+    if route is None:
         raise TunnelNotFound(subdomain)
-    return channel
+    return route
 
 
 async def tunnel_gone(
     registry: Registry,
-    subdomain: str,
-    channel: str,
+    route: Route,
     first_check: float = LIVENESS_INTERVAL,
     interval: float = LIVENESS_INTERVAL,
 ) -> None:
-    """Return once ``subdomain`` is no longer served by ``channel``.
+    """Return once ``route`` no longer serves its subdomain.
 
     The tunnel consumer tells its streams when it ends; this covers a server
     process that died without telling anyone. Checks every ``interval`` seconds,
@@ -352,21 +348,20 @@ async def tunnel_gone(
         await asyncio.sleep(wait)
         wait = interval
         try:
-            if await registry.lookup(subdomain) != channel:
+            if await registry.lookup(route.subdomain) != route:
                 return
         except RegistryError:
             continue  # unknown is not gone; the next check decides
 
 
 async def open_stream(
-    subdomain: str, head: RequestHead, read: BodyReader, backends: Backends | None = None
+    route: Route, head: RequestHead, read: BodyReader, backends: Backends | None = None
 ) -> Stream:
-    """Find the tunnel for ``subdomain`` and send it the request."""
+    """Send the request to the tunnel on ``route`` and return the stream."""
     backends = backends or Backends.current()
-    channel = await find_tunnel(subdomain, backends.registry)
     # The default prefix matters: channels-redis pops one Redis list per prefix under
     # a single per-process receive lock, so a second prefix starves the consumers.
-    stream = Stream(subdomain, channel, await backends.layer.new_channel(), backends)
+    stream = Stream(route, await backends.layer.new_channel(), backends)
     try:
         await stream.start(head, read)
     except BaseException:

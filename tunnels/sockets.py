@@ -22,7 +22,6 @@ from client.flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, sp
 
 from . import relay
 from .forwarding import InvalidRequest, forwarded
-from .hosts import TunnelHost, classify, header
 from .messages import (
     StreamData,
     StreamError,
@@ -41,6 +40,8 @@ from .messages import (
     TunnelWsOpen,
     to_layer,
 )
+from .registry import Route
+from .router import route_of
 
 logger = logging.getLogger(__name__)
 
@@ -88,26 +89,18 @@ class SocketBridge:
 
     async def connect(self) -> None:
         """Ask the local server for the WebSocket; refuse with an HTTP status if we can't."""
-        host = classify(header(self._scope, b"host") or "")
-        if not isinstance(host, TunnelHost):
-            await self._deny(HTTPStatus.BAD_REQUEST)
-            return
-        self._subdomain = host.subdomain
+        route = route_of(self._scope)
+        self._subdomain = route.subdomain
         try:
             target, headers = forwarded(self._scope, "GET", drop=_HANDSHAKE_HEADERS)
-            self._tunnel = await relay.find_tunnel(self._subdomain, self._backends.registry)
         except InvalidRequest:
             await self._deny(HTTPStatus.BAD_REQUEST)
             return
-        except relay.TunnelNotFound:
-            await self._deny(HTTPStatus.BAD_GATEWAY)
-            return
+        self._tunnel = route.channel
         subprotocols = list(self._scope.get("subprotocols") or [])
         if await self._to_tunnel(TunnelWsOpen(self._channel, target, headers, subprotocols)):
             self._tasks.append(asyncio.create_task(self._handshake_deadline()))
-            self._tasks.append(
-                asyncio.create_task(self._close_when_gone(self._subdomain, self._tunnel))
-            )
+            self._tasks.append(asyncio.create_task(self._close_when_gone(route)))
 
     async def public_message(self, text: str | None, data: bytes | None) -> None:
         """A message from the public client: queue its fragments for the tunnel."""
@@ -220,8 +213,8 @@ class SocketBridge:
             await self._to_tunnel(TunnelCancel(self._channel))
             await self._deny(HTTPStatus.GATEWAY_TIMEOUT)
 
-    async def _close_when_gone(self, subdomain: str, tunnel: str) -> None:
-        await relay.tunnel_gone(self._backends.registry, subdomain, tunnel)
+    async def _close_when_gone(self, route: Route) -> None:
+        await relay.tunnel_gone(self._backends.registry, route)
         await self._failed("tunnel closed")
 
     async def _deny(self, status: int) -> None:

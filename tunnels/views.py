@@ -16,6 +16,7 @@ from .forwarding import (
     error_response,
     request_head,
 )
+from .handler import TunnelRequest
 
 
 async def health(request: HttpRequest) -> HttpResponse:
@@ -23,20 +24,19 @@ async def health(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-async def forward(request: HttpRequest) -> HttpResponseBase:
+async def forward(request: TunnelRequest) -> HttpResponseBase:
     """Send the request through the tunnel and stream the local server's answer back."""
-    subdomain = request.tunnel_subdomain  # type: ignore[attr-defined]
+    route = request.route
     try:
         head = request_head(request)
-        body = request.tunnel_body  # type: ignore[attr-defined]
-        stream = await relay.open_stream(subdomain, head, body.read)
+        stream = await relay.open_stream(route, head, request.body_reader.read)
     except (InvalidRequest, relay.TunnelError) as exc:
-        return error_response(exc, subdomain)
+        return error_response(exc, route.subdomain)
     try:
         response = await stream.response(settings.LUMINET_REQUEST_TIMEOUT)
     except relay.TunnelError as exc:
         await stream.close()
-        return error_response(exc, subdomain)
+        return error_response(exc, route.subdomain)
     except asyncio.CancelledError:
         # The public client went away while we waited: tell the local side.
         await stream.close()
@@ -45,4 +45,4 @@ async def forward(request: HttpRequest) -> HttpResponseBase:
         return UpstreamResponse(stream, response, head.method)
     except InvalidResponse as exc:
         await stream.close()
-        return error_response(exc, subdomain)
+        return error_response(exc, route.subdomain)

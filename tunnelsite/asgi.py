@@ -1,4 +1,5 @@
-"""ASGI entry point: tunnel hosts take a lean Django handler, everything else the full one."""
+"""ASGI entry point: one router in front (``tunnels.router``); tunnel hosts take a lean
+Django handler, the main host the full one."""
 
 import os
 
@@ -10,24 +11,14 @@ django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from tunnels.consumers import PublicSocketConsumer, TunnelConsumer  # noqa: E402
 from tunnels.handler import TunnelASGIHandler  # noqa: E402
-from tunnels.hosts import MainHost, TunnelHost, classify, header  # noqa: E402
-from tunnels.intake import read_capped_body, refuse_unknown_host  # noqa: E402
-from tunnels.routing import websocket_application  # noqa: E402
+from tunnels.router import EdgeRouter  # noqa: E402
 
-tunnel_application = TunnelASGIHandler()
-
-
-async def http_application(scope, receive, send):
-    # Decided on the head alone, before any of the body is read (tunnels.intake).
-    host = classify(header(scope, b"host") or "")
-    if isinstance(host, TunnelHost):
-        return await tunnel_application(scope, receive, send)
-    if not isinstance(host, MainHost):
-        return await refuse_unknown_host(send)
-    body = await read_capped_body(scope, receive, send)
-    if body is not None:
-        await django_application(scope, body, send)
-
-
-application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})
+router = EdgeRouter(
+    main_http=django_application,
+    tunnel_http=TunnelASGIHandler(),
+    public_socket=PublicSocketConsumer.as_asgi(),
+    tunnel_endpoint=TunnelConsumer.as_asgi(),
+)
+application = ProtocolTypeRouter({"http": router.http, "websocket": router.websocket})

@@ -130,8 +130,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: tunnel hosts get their own URLconf and never reach the site's URLs.
-    "tunnels.hosts.HostDispatchMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

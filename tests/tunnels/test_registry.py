@@ -9,7 +9,7 @@ import redis
 
 from client.protocol import SUBDOMAIN_RE
 from tunnels import registry
-from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, claim_subdomain
+from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, Route, claim_subdomain
 
 from .conftest import REDIS_URL, require_redis
 
@@ -71,7 +71,7 @@ def test_claim_lookup_release(make_registry):
     async def scenario():
         async with opened(build) as reg:
             assert await reg.claim("abc123", 1, "chan-a") == Claim(True)
-            assert await reg.lookup("abc123") == "chan-a"
+            assert await reg.lookup("abc123") == Route("abc123", "chan-a")
             await reg.release("abc123", "chan-a", 1, grace=60)
             assert await reg.lookup("abc123") is None
 
@@ -86,7 +86,7 @@ def test_live_subdomain_is_never_shared_across_tokens(make_registry):
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-a")
             assert await reg.claim("abc123", 2, "chan-b") == Claim(False)
-            assert await reg.lookup("abc123") == "chan-a"
+            assert await reg.lookup("abc123") == Route("abc123", "chan-a")
 
     run(scenario())
 
@@ -99,11 +99,11 @@ def test_same_token_takes_over_its_live_subdomain(make_registry):
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-old")
             assert await reg.claim("abc123", 1, "chan-new") == Claim(True, replaced="chan-old")
-            assert await reg.lookup("abc123") == "chan-new"
+            assert await reg.lookup("abc123") == Route("abc123", "chan-new")
             # The stale owner can neither refresh nor release it any more.
             assert not await reg.refresh("abc123", 1, "chan-old")
             await reg.release("abc123", "chan-old", 1, grace=60)
-            assert await reg.lookup("abc123") == "chan-new"
+            assert await reg.lookup("abc123") == Route("abc123", "chan-new")
 
     run(scenario())
 
@@ -163,7 +163,7 @@ def test_refresh_of_a_replaced_tunnel_leaves_the_new_owner_alone(make_registry):
             for _ in range(3):
                 assert not await reg.refresh("abc123", 1, "chan-old")
                 assert await reg.refresh("abc123", 1, "chan-new")
-            assert await reg.lookup("abc123") == "chan-new"
+            assert await reg.lookup("abc123") == Route("abc123", "chan-new")
 
     run(scenario())
 
@@ -179,7 +179,7 @@ def test_refresh_restores_an_entry_the_registry_lost(make_registry):
             expire("abc123", registry.live_ttl() + 1)
             assert await reg.lookup("abc123") is None
             assert await reg.refresh("abc123", 1, "chan-a")
-            assert await reg.lookup("abc123") == "chan-a"
+            assert await reg.lookup("abc123") == Route("abc123", "chan-a")
             assert not (await reg.claim("abc123", 2, "chan-b")).granted
 
     run(scenario())

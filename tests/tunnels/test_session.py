@@ -11,6 +11,7 @@ from client import protocol
 from client.protocol import WINDOW_CHUNKS
 from tunnels import relay
 from tunnels.messages import StreamResponse, TunnelReplaced, TunnelWsOpen, to_layer
+from tunnels.registry import Route
 from tunnels.relay import RequestHead
 
 from .harness import GOOD_TOKEN, FakeTokens, backends, scripted_tunnel
@@ -31,7 +32,8 @@ GET = RequestHead("GET", "/x", [("host", "abc.example.com")], body=False)
 
 async def open_get(tunnel, head: RequestHead = GET) -> tuple[relay.Stream, protocol.Request]:
     """A view opens a stream; return it and the request the client receives."""
-    stream = await relay.open_stream(tunnel.session.subdomain, head, no_body, tunnel.backends)
+    route = await relay.find_route(tunnel.session.subdomain, tunnel.backends.registry)
+    stream = await relay.open_stream(route, head, no_body, tunnel.backends)
     request = await tunnel.next_sent()
     assert isinstance(request, protocol.Request), request
     return stream, request
@@ -65,7 +67,7 @@ def test_auth_makes_the_subdomain_route_to_this_session():
         async with scripted_tunnel(backends()) as tunnel:
             ok = await tunnel.authenticate()
             found = await tunnel.backends.registry.lookup(ok.subdomain)
-            return found == tunnel.session.channel, ok.url
+            return found == Route(ok.subdomain, tunnel.session.channel), ok.url
 
     routed, url = run(scenario())
     assert routed

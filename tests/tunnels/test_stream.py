@@ -11,6 +11,7 @@ from client import protocol
 from tunnels import relay
 from tunnels.forwarding import ERRORS, InvalidRequest, InvalidResponse, error_response
 from tunnels.payloads import PayloadLost
+from tunnels.registry import Route
 from tunnels.relay import Backends, RequestHead
 
 from .harness import WAIT, backends, scripted_tunnel
@@ -40,7 +41,8 @@ def test_a_dead_tunnel_process_is_found_by_the_liveness_check():
         shared = backends()
         await shared.registry.claim("abc123", 1, "dead-channel")
         reply = await shared.layer.new_channel()
-        stream = relay.Stream("abc123", "dead-channel", reply, shared, liveness_interval=0.01)
+        route = Route("abc123", "dead-channel")
+        stream = relay.Stream(route, reply, shared, liveness_interval=0.01)
         await stream.start(RequestHead("GET", "/", [], False), no_body)
         await shared.registry.release("abc123", "dead-channel", 1, grace=60)
         try:
@@ -58,7 +60,7 @@ def test_a_full_tunnel_during_an_upload_is_tunnel_busy():
     async def scenario():
         tiny = backends(capacity=1)
         await tiny.registry.claim("abc123", 1, "stuck-channel")
-        stream = await relay.open_stream("abc123", POST, endless_body, tiny)
+        stream = await relay.open_stream(Route("abc123", "stuck-channel"), POST, endless_body, tiny)
         try:
             with pytest.raises(relay.TunnelBusy) as raised:
                 await stream.response(timeout=WAIT)
@@ -74,9 +76,8 @@ def test_no_answer_in_time_is_a_timeout():
     async def scenario():
         shared = backends()
         await shared.registry.claim("abc123", 1, "silent-channel")
-        stream = await relay.open_stream(
-            "abc123", RequestHead("GET", "/", [], False), no_body, shared
-        )
+        route = Route("abc123", "silent-channel")
+        stream = await relay.open_stream(route, RequestHead("GET", "/", [], False), no_body, shared)
         try:
             with pytest.raises(relay.TunnelTimeout):
                 await stream.response(timeout=0.05)
@@ -89,9 +90,7 @@ def test_no_answer_in_time_is_a_timeout():
 def test_a_missing_tunnel_is_not_found():
     async def scenario():
         with pytest.raises(relay.TunnelNotFound):
-            await relay.open_stream(
-                "nosuch", RequestHead("GET", "/", [], False), no_body, backends()
-            )
+            await relay.find_route("nosuch", backends().registry)
 
     run(scenario())
 
@@ -117,8 +116,9 @@ def test_a_lost_response_body_is_body_lost():
         losing = Backends(plain.layer, plain.registry, LosingPayloads())  # type: ignore[arg-type]
         async with scripted_tunnel(plain) as tunnel:
             await tunnel.authenticate()
+            route = await relay.find_route(tunnel.session.subdomain, plain.registry)
             stream = await relay.open_stream(
-                tunnel.session.subdomain, RequestHead("GET", "/", [], False), no_body, losing
+                route, RequestHead("GET", "/", [], False), no_body, losing
             )
             request = await tunnel.next_sent()
             await tunnel.client_says(protocol.Response(stream=request.stream, status=200))
