@@ -29,8 +29,7 @@ from typing import Protocol
 from django.conf import settings
 
 from client.protocol import SUBDOMAIN_ALPHABET, SUBDOMAIN_LENGTH
-
-from .redisclient import PerLoopRedis
+from tunnels.redisclient import PerLoopRedis
 
 logger = logging.getLogger(__name__)
 

@@ -1,48 +1,9 @@
-"""Views: the health check and the catch-all that forwards tunnel hosts. Glue only."""
+"""Views of the main host: the health check."""
 
 from __future__ import annotations
 
-import asyncio
-
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-
-from . import relay
-from .forwarding import (
-    InvalidRequest,
-    InvalidResponse,
-    UpstreamResponse,
-    error_response,
-    request_head,
-)
-from .handler import TunnelRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 async def health(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
-
-
-@csrf_exempt
-async def forward(request: TunnelRequest) -> HttpResponseBase:
-    """Send the request through the tunnel and stream the local server's answer back."""
-    route = request.route
-    try:
-        head = request_head(request)
-        stream = await relay.open_stream(route, head, request.body_reader.read)
-    except (InvalidRequest, relay.TunnelError) as exc:
-        return error_response(exc, route.subdomain)
-    try:
-        response = await stream.response(settings.LUMINET_REQUEST_TIMEOUT)
-    except relay.TunnelError as exc:
-        await stream.close()
-        return error_response(exc, route.subdomain)
-    except asyncio.CancelledError:
-        # The public client went away while we waited: tell the local side.
-        await stream.close()
-        raise
-    try:
-        return UpstreamResponse(stream, response, head.method)
-    except InvalidResponse as exc:
-        await stream.close()
-        return error_response(exc, route.subdomain)

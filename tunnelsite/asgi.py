@@ -1,5 +1,5 @@
-"""ASGI entry point: one router in front (``tunnels.router``); tunnel hosts take a lean
-Django handler, the main host the full one."""
+"""ASGI entry point: one router in front (``tunnels.edge.router``); tunnel hosts take a
+lean Django handler, the main host the full one."""
 
 import os
 
@@ -11,9 +11,10 @@ django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from tunnels.consumers import PublicSocketConsumer, TunnelConsumer  # noqa: E402
-from tunnels.handler import TunnelASGIHandler  # noqa: E402
-from tunnels.router import EdgeRouter  # noqa: E402
+from tunnels.edge.consumer import PublicSocketConsumer  # noqa: E402
+from tunnels.edge.handler import TunnelASGIHandler  # noqa: E402
+from tunnels.edge.router import EdgeRouter  # noqa: E402
+from tunnels.tunnel.consumer import TunnelConsumer  # noqa: E402
 
 router = EdgeRouter(
     main_http=django_application,

@@ -49,7 +49,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from zope.interface import implementer
 
-from tunnels.relay import TunnelError
+from tunnels.relay.errors import TunnelError
 
 logger = logging.getLogger(__name__)
 

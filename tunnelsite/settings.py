@@ -182,7 +182,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "tunnels.layers.InProcessChannelLayer",
+            "BACKEND": "tunnels.relay.layers.InProcessChannelLayer",
             "CONFIG": {"capacity": 10000, "expiry": 60},
         }
     }

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from client import protocol
 from tokens.auth import AuthenticatedToken
-from tunnels.layers import InProcessChannelLayer
-from tunnels.payloads import InlinePayloads
-from tunnels.receiving import is_stop, stop_receiving
 from tunnels.registry import MemoryRegistry
-from tunnels.relay import Backends
-from tunnels.session import SessionClosed, Timing, Tokens, TunnelSession
+from tunnels.relay.backends import Backends
+from tunnels.relay.layers import InProcessChannelLayer
+from tunnels.relay.payloads import InlinePayloads
+from tunnels.relay.receiving import is_stop, stop_receiving
+from tunnels.tunnel.session import SessionClosed, Timing, Tokens, TunnelSession
 
 GOOD_TOKEN = "lmn_good"
 OTHER_TOKEN = "lmn_other"

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from django.core.exceptions import RequestAborted
 
-from tunnels.body import RequestBody
+from tunnels.edge.body import RequestBody
 
 
 def scripted(*messages):

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from channels.exceptions import ChannelFull
 
-from tunnels.layers import InProcessChannelLayer
+from tunnels.relay.layers import InProcessChannelLayer
 
 
 def test_received_message_is_not_the_sent_dict():

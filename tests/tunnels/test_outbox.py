@@ -7,7 +7,6 @@ import os
 import pytest
 from channels_redis.core import RedisChannelLayer
 
-from tunnels.layers import InProcessChannelLayer
 from tunnels.messages import (
     ErrorKind,
     StreamData,
@@ -16,7 +15,8 @@ from tunnels.messages import (
     StreamWindow,
     StreamWsFrame,
 )
-from tunnels.outbox import Outbox, coalesce
+from tunnels.relay.layers import InProcessChannelLayer
+from tunnels.relay.outbox import Outbox, coalesce
 
 from .conftest import REDIS_URL
 

@@ -6,7 +6,7 @@ import os
 import pytest
 import redis
 
-from tunnels.payloads import INLINE_LIMIT, InlinePayloads, PayloadLost, RedisPayloads
+from tunnels.relay.payloads import INLINE_LIMIT, InlinePayloads, PayloadLost, RedisPayloads
 
 from .conftest import REDIS_URL
 

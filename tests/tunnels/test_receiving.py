@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from channels_redis.core import RedisChannelLayer
 
-from tunnels.receiving import is_stop, stop_receiving
+from tunnels.relay.receiving import is_stop, stop_receiving
 
 from .conftest import REDIS_URL
 

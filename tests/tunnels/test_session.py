@@ -9,10 +9,10 @@ import pytest
 
 from client import protocol
 from client.protocol import WINDOW_CHUNKS
-from tunnels import relay
 from tunnels.messages import StreamResponse, TunnelReplaced, TunnelWsOpen, to_layer
 from tunnels.registry import Route
-from tunnels.relay import RequestHead
+from tunnels.relay.errors import LocalServerError, TunnelClosed
+from tunnels.relay.stream import RequestHead, Stream, find_route, open_stream
 
 from .harness import GOOD_TOKEN, FakeTokens, backends, scripted_tunnel
 
@@ -30,10 +30,10 @@ async def no_body(size: int) -> tuple[bytes, bool]:
 GET = RequestHead("GET", "/x", [("host", "abc.example.com")], body=False)
 
 
-async def open_get(tunnel, head: RequestHead = GET) -> tuple[relay.Stream, protocol.Request]:
+async def open_get(tunnel, head: RequestHead = GET) -> tuple[Stream, protocol.Request]:
     """A view opens a stream; return it and the request the client receives."""
-    route = await relay.find_route(tunnel.session.subdomain, tunnel.backends.registry)
-    stream = await relay.open_stream(route, head, no_body, tunnel.backends)
+    route = await find_route(tunnel.session.subdomain, tunnel.backends.registry)
+    stream = await open_stream(route, head, no_body, tunnel.backends)
     request = await tunnel.next_sent()
     assert isinstance(request, protocol.Request), request
     return stream, request
@@ -238,7 +238,7 @@ def test_a_local_failure_is_a_local_error_at_the_view():
             await tunnel.authenticate()
             stream, request = await open_get(tunnel)
             await tunnel.client_says(protocol.StreamError(stream=request.stream, message="refused"))
-            with pytest.raises(relay.LocalServerError, match="refused"):
+            with pytest.raises(LocalServerError, match="refused"):
                 await stream.response(timeout=2)
             await stream.close()
 
@@ -251,12 +251,12 @@ def test_a_tunnel_that_ends_before_answering_is_tunnel_closed_at_the_view():
             await tunnel.authenticate()
             stream, _ = await open_get(tunnel)
             await tunnel.session.ended()
-            with pytest.raises(relay.TunnelClosed) as raised:
+            with pytest.raises(TunnelClosed) as raised:
                 await stream.response(timeout=2)
             await stream.close()
             return type(raised.value)
 
-    assert run(scenario()) is relay.TunnelClosed
+    assert run(scenario()) is TunnelClosed
 
 
 def test_ending_releases_the_subdomain_as_a_hold():

@@ -8,11 +8,19 @@ import asyncio
 import pytest
 
 from client import protocol
-from tunnels import relay
-from tunnels.forwarding import ERRORS, InvalidRequest, InvalidResponse, error_response
-from tunnels.payloads import PayloadLost
+from tunnels.edge.forwarding import ERRORS, InvalidRequest, InvalidResponse, error_response
 from tunnels.registry import Route
-from tunnels.relay import Backends, RequestHead
+from tunnels.relay.backends import Backends
+from tunnels.relay.errors import (
+    BodyLost,
+    LocalServerError,
+    TunnelBusy,
+    TunnelClosed,
+    TunnelNotFound,
+    TunnelTimeout,
+)
+from tunnels.relay.payloads import PayloadLost
+from tunnels.relay.stream import RequestHead, Stream, find_route, open_stream
 
 from .harness import WAIT, backends, scripted_tunnel
 
@@ -42,11 +50,11 @@ def test_a_dead_tunnel_process_is_found_by_the_liveness_check():
         await shared.registry.claim("abc123", 1, "dead-channel")
         reply = await shared.layer.new_channel()
         route = Route("abc123", "dead-channel")
-        stream = relay.Stream(route, reply, shared, liveness_interval=0.01)
+        stream = Stream(route, reply, shared, liveness_interval=0.01)
         await stream.start(RequestHead("GET", "/", [], False), no_body)
         await shared.registry.release("abc123", "dead-channel", 1, grace=60)
         try:
-            with pytest.raises(relay.TunnelClosed):
+            with pytest.raises(TunnelClosed):
                 await stream.response(timeout=WAIT)
         finally:
             await stream.close()
@@ -60,9 +68,9 @@ def test_a_full_tunnel_during_an_upload_is_tunnel_busy():
     async def scenario():
         tiny = backends(capacity=1)
         await tiny.registry.claim("abc123", 1, "stuck-channel")
-        stream = await relay.open_stream(Route("abc123", "stuck-channel"), POST, endless_body, tiny)
+        stream = await open_stream(Route("abc123", "stuck-channel"), POST, endless_body, tiny)
         try:
-            with pytest.raises(relay.TunnelBusy) as raised:
+            with pytest.raises(TunnelBusy) as raised:
                 await stream.response(timeout=WAIT)
         finally:
             await stream.close()
@@ -77,9 +85,9 @@ def test_no_answer_in_time_is_a_timeout():
         shared = backends()
         await shared.registry.claim("abc123", 1, "silent-channel")
         route = Route("abc123", "silent-channel")
-        stream = await relay.open_stream(route, RequestHead("GET", "/", [], False), no_body, shared)
+        stream = await open_stream(route, RequestHead("GET", "/", [], False), no_body, shared)
         try:
-            with pytest.raises(relay.TunnelTimeout):
+            with pytest.raises(TunnelTimeout):
                 await stream.response(timeout=0.05)
         finally:
             await stream.close()
@@ -89,8 +97,8 @@ def test_no_answer_in_time_is_a_timeout():
 
 def test_a_missing_tunnel_is_not_found():
     async def scenario():
-        with pytest.raises(relay.TunnelNotFound):
-            await relay.find_route("nosuch", backends().registry)
+        with pytest.raises(TunnelNotFound):
+            await find_route("nosuch", backends().registry)
 
     run(scenario())
 
@@ -116,14 +124,12 @@ def test_a_lost_response_body_is_body_lost():
         losing = Backends(plain.layer, plain.registry, LosingPayloads())  # type: ignore[arg-type]
         async with scripted_tunnel(plain) as tunnel:
             await tunnel.authenticate()
-            route = await relay.find_route(tunnel.session.subdomain, plain.registry)
-            stream = await relay.open_stream(
-                route, RequestHead("GET", "/", [], False), no_body, losing
-            )
+            route = await find_route(tunnel.session.subdomain, plain.registry)
+            stream = await open_stream(route, RequestHead("GET", "/", [], False), no_body, losing)
             request = await tunnel.next_sent()
             await tunnel.client_says(protocol.Response(stream=request.stream, status=200))
             try:
-                with pytest.raises(relay.BodyLost):
+                with pytest.raises(BodyLost):
                     await stream.response(timeout=WAIT)
             finally:
                 await stream.close()
@@ -134,12 +140,12 @@ def test_a_lost_response_body_is_body_lost():
 @pytest.mark.parametrize(
     ("exc", "status", "code"),
     [
-        (relay.TunnelNotFound("abc123"), 502, "tunnel-not-found"),
-        (relay.TunnelBusy("full"), 503, "tunnel-busy"),
-        (relay.TunnelTimeout("30 s"), 504, "local-timeout"),
-        (relay.LocalServerError("refused"), 502, "local-error"),
-        (relay.TunnelClosed("gone"), 502, "tunnel-closed"),
-        (relay.BodyLost("expired"), 502, "body-lost"),
+        (TunnelNotFound("abc123"), 502, "tunnel-not-found"),
+        (TunnelBusy("full"), 503, "tunnel-busy"),
+        (TunnelTimeout("30 s"), 504, "local-timeout"),
+        (LocalServerError("refused"), 502, "local-error"),
+        (TunnelClosed("gone"), 502, "tunnel-closed"),
+        (BodyLost("expired"), 502, "body-lost"),
         (InvalidRequest("bad target"), 400, "bad-request"),
         (InvalidResponse("two lengths"), 502, "invalid-response"),
     ],

@@ -23,11 +23,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import relay
+from tunnels.hosts import MainHost, TunnelHost, classify, header
+from tunnels.registry import Route
+from tunnels.relay.backends import Backends
+from tunnels.relay.errors import TunnelNotFound
+from tunnels.relay.stream import find_route
+
 from .forwarding import error_page
-from .hosts import MainHost, TunnelHost, classify, header
 from .intake import Receive, Send, plain_response, read_capped_body, refuse_unknown_host
-from .registry import Route
 
 #: The scope key under which a tunnel host's route reaches the view or consumer.
 ROUTE = "luminet.route"
@@ -44,10 +47,10 @@ def route_of(scope: Mapping[str, Any]) -> Route:
     return route
 
 
-async def find(subdomain: str) -> Route | relay.TunnelNotFound:
+async def find(subdomain: str) -> Route | TunnelNotFound:
     try:
-        return await relay.find_route(subdomain, relay.Backends.current().registry)
-    except relay.TunnelNotFound as exc:
+        return await find_route(subdomain, Backends.current().registry)
+    except TunnelNotFound as exc:
         return exc
 
 

@@ -2,6 +2,6 @@
 
 from django.urls import re_path
 
-from . import views
+from .views import forward
 
-urlpatterns = [re_path(r"", views.forward, name="tunnel-forward")]
+urlpatterns = [re_path(r"", forward, name="tunnel-forward")]

@@ -14,7 +14,7 @@ server answers. ``handle()`` is Django's, without the ``request_started`` and
 ``reset_queries``) are sync, so each costs a hop to a thread, and tunnel
 requests never touch the database.
 Nor does it copy the body into a temporary file first: the view reads it from
-``request.body_reader`` (see ``tunnels.body``) as it sends it on.
+``request.body_reader`` (see ``tunnels.edge.body``) as it sends it on.
 
 Requests here are :class:`TunnelRequest`: the route the edge router found and
 the body reader are typed attributes, not ad-hoc ones.
@@ -32,12 +32,13 @@ from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefi
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix, set_urlconf
 
+from tunnels.registry import Route
+
 from .body import RequestBody
-from .registry import Route
 from .router import route_of
 
 #: Tunnel hosts resolve every path to the catch-all view.
-URLCONF = "tunnels.urls"
+URLCONF = "tunnels.edge.urls"
 
 
 class TunnelRequest(ASGIRequest):
@@ -48,7 +49,7 @@ class TunnelRequest(ASGIRequest):
 
     @property
     def route(self) -> Route:
-        """Where the edge router found the tunnel (``tunnels.router``)."""
+        """Where the edge router found the tunnel (``tunnels.edge.router``)."""
         return route_of(self.scope)
 
 

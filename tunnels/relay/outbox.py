@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
-from .messages import StreamData, StreamMessage, StreamResponse, StreamWindow, to_layer
+from tunnels.messages import StreamData, StreamMessage, StreamResponse, StreamWindow, to_layer
 
 logger = logging.getLogger(__name__)
 

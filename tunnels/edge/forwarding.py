@@ -12,8 +12,16 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from client import protocol
 from client.protocol import Headers, ProtocolError
-
-from . import relay
+from tunnels.relay.errors import (
+    BodyLost,
+    LocalServerError,
+    TunnelBusy,
+    TunnelClosed,
+    TunnelError,
+    TunnelNotFound,
+    TunnelTimeout,
+)
+from tunnels.relay.stream import RequestHead, ResponseHead, Stream
 
 # Headers this proxy sets itself (after dropping what the public client sent).
 _REPLACED = {"x-forwarded-proto", "x-forwarded-host"}
@@ -29,7 +37,7 @@ class InvalidResponse(Exception):
     """The tunnel's response head does not say unambiguously where its body ends."""
 
 
-class BodyMismatch(relay.TunnelError):
+class BodyMismatch(TunnelError):
     """The body from the tunnel is longer or shorter than its declared Content-Length."""
 
 
@@ -42,7 +50,7 @@ class ResponseFraming:
     length: int | None
 
 
-def response_framing(head: relay.ResponseHead) -> ResponseFraming:
+def response_framing(head: ResponseHead) -> ResponseFraming:
     """Check the framing of a response head from the tunnel and build the public one.
 
     The tunnel client may be hostile: a Content-Length it declares is the one thing
@@ -105,12 +113,12 @@ def forwarded(scope: dict, method: str, drop: frozenset[str] = frozenset()) -> t
     return target, headers
 
 
-def request_head(request: HttpRequest) -> relay.RequestHead:
+def request_head(request: HttpRequest) -> RequestHead:
     """Describe the public request for the local server."""
     scope = request.scope  # type: ignore[attr-defined]
     method = request.method or "GET"
     target, headers = forwarded(scope, method)
-    return relay.RequestHead(
+    return RequestHead(
         method=method, path=target, headers=headers, body=_has_body(_received(scope))
     )
 
@@ -145,7 +153,7 @@ class UpstreamResponse(StreamingHttpResponse):
     (minus hop-by-hop framing, which the server redoes for its own connection).
     """
 
-    def __init__(self, stream: relay.Stream, head: relay.ResponseHead, method: str) -> None:
+    def __init__(self, stream: Stream, head: ResponseHead, method: str) -> None:
         """Raises InvalidResponse for a head whose framing cannot be passed on safely."""
         framing = response_framing(head)
         send_body = head.body and method != "HEAD" and head.status not in _BODYLESS_STATUSES
@@ -165,9 +173,7 @@ class UpstreamResponse(StreamingHttpResponse):
         pass
 
 
-async def _relay_body(
-    stream: relay.Stream, send_body: bool, length: int | None
-) -> AsyncIterator[bytes]:
+async def _relay_body(stream: Stream, send_body: bool, length: int | None) -> AsyncIterator[bytes]:
     """Yield the response body; with a declared ``length``, exactly that many bytes.
 
     A body longer or shorter than declared raises BodyMismatch, and the server resets
@@ -199,12 +205,12 @@ async def _relay_body(
 #: ``Luminet-Error`` code, and the page's sentence. Looked up along the exception's
 #: MRO, so a subclass without a row of its own answers as its parent.
 ERRORS: dict[type[Exception], tuple[int, str, str]] = {
-    relay.TunnelNotFound: (502, "tunnel-not-found", "Tunnel {host} is not connected."),
-    relay.TunnelBusy: (503, "tunnel-busy", "Tunnel {host} is too busy; try again."),
-    relay.TunnelTimeout: (504, "local-timeout", "The local server did not answer in time."),
-    relay.LocalServerError: (502, "local-error", "The local server failed: {detail}"),
-    relay.TunnelClosed: (502, "tunnel-closed", "Tunnel {host} closed before answering."),
-    relay.BodyLost: (502, "body-lost", "The request or response body was lost on the way."),
+    TunnelNotFound: (502, "tunnel-not-found", "Tunnel {host} is not connected."),
+    TunnelBusy: (503, "tunnel-busy", "Tunnel {host} is too busy; try again."),
+    TunnelTimeout: (504, "local-timeout", "The local server did not answer in time."),
+    LocalServerError: (502, "local-error", "The local server failed: {detail}"),
+    TunnelClosed: (502, "tunnel-closed", "Tunnel {host} closed before answering."),
+    BodyLost: (502, "body-lost", "The request or response body was lost on the way."),
     InvalidRequest: (400, "bad-request", "This request cannot be forwarded: {detail}"),
     InvalidResponse: (502, "invalid-response", "The local server's response is invalid: {detail}"),
 }

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .redisclient import PerLoopRedis
+from tunnels.redisclient import PerLoopRedis
 
 #: Payloads up to this size travel inside the channel-layer message.
 INLINE_LIMIT = 128 * 1024

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.exceptions import ChannelFull
-from channels.layers import BaseChannelLayer, get_channel_layer
 from django.core.exceptions import RequestAborted
 
 from client.flow import ReceiveWindow, SendWindow, chunk_count
 from client.protocol import CHUNK_SIZE, Headers
-
-from .messages import (
+from tunnels.messages import (
     ErrorKind,
     StreamData,
     StreamError,
@@ -40,83 +38,25 @@ from .messages import (
     from_layer,
     to_layer,
 )
-from .payloads import Payloads, get_payloads
+from tunnels.registry import Registry, RegistryError, Route
+
+from .backends import Backends
+from .errors import (
+    BodyLost,
+    TunnelBusy,
+    TunnelClosed,
+    TunnelError,
+    TunnelNotFound,
+    TunnelTimeout,
+    error_for,
+)
 from .receiving import is_stop, stop_receiving
-from .registry import Registry, RegistryError, Route, get_registry
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between checks that the tunnel behind a waiting stream still exists
 #: (covers a server process that died without telling its streams).
 LIVENESS_INTERVAL = 5.0
-
-
-@dataclass(frozen=True)
-class Backends:
-    """What streams and sessions talk to, passed in so tests can give their own."""
-
-    layer: BaseChannelLayer
-    registry: Registry
-    payloads: Payloads
-
-    @classmethod
-    def current(cls) -> Backends:
-        """The process's backends for the current settings."""
-        return cls(get_channel_layer(), get_registry(), get_payloads())
-
-
-class TunnelError(Exception):
-    """Base of everything that can go wrong between the view and the local server.
-
-    TunnelError
-     +-- TunnelNotFound     no live tunnel for the subdomain               -> 502
-     +-- TunnelBusy         the tunnel's queue is full                     -> 503
-     +-- TunnelTimeout      no response head in time                       -> 504
-     +-- LocalServerError   the client could not complete it with the app  -> 502
-     +-- TunnelClosed       the tunnel (or its server process) went away   -> 502
-          +-- BodyLost      body bytes were lost between server processes  -> 502
-
-    After the response has started, any of them resets the public connection.
-    """
-
-    kind = ErrorKind.TUNNEL_CLOSED
-
-
-class TunnelNotFound(TunnelError):
-    pass
-
-
-class TunnelBusy(TunnelError):
-    kind = ErrorKind.BUSY
-
-
-class TunnelTimeout(TunnelError):
-    pass
-
-
-class LocalServerError(TunnelError):
-    kind = ErrorKind.LOCAL
-
-
-class TunnelClosed(TunnelError):
-    pass
-
-
-class BodyLost(TunnelClosed):
-    kind = ErrorKind.LOST
-
-
-_ERROR_FOR_KIND: dict[ErrorKind, type[TunnelError]] = {
-    ErrorKind.LOCAL: LocalServerError,
-    ErrorKind.TUNNEL_CLOSED: TunnelClosed,
-    ErrorKind.BUSY: TunnelBusy,
-    ErrorKind.LOST: BodyLost,
-}
-
-
-def error_for(message: StreamError) -> TunnelError:
-    """The exception a failed stream raises at the view."""
-    return _ERROR_FOR_KIND[message.kind](message.message)
 
 
 @dataclass(frozen=True)
@@ -316,7 +256,7 @@ class Stream:
                 await self._send(TunnelCancel(self._reply))
         if self._receiver is not None:
             # Usually done already (it ends after the last message); never cancelled,
-            # which on Redis could lose another stream's message (tunnels.receiving).
+            # which on Redis could lose another stream's message (tunnels.relay.receiving).
             await stop_receiving(self._layer, self._reply, self._receiver)
 
 

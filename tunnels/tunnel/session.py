@@ -25,9 +25,8 @@ from client.flow import ReceiveWindow, SendWindow, split_chunks
 from client.protocol import ProtocolError
 from tokens import auth
 from tokens.auth import AuthenticatedToken
-
-from .hosts import public_url
-from .messages import (
+from tunnels.hosts import public_url
+from tunnels.messages import (
     ErrorKind,
     StreamData,
     StreamError,
@@ -49,10 +48,10 @@ from .messages import (
     from_layer,
     to_layer,
 )
-from .outbox import Outbox
-from .payloads import PayloadLost
-from .registry import RegistryError, claim_subdomain
-from .relay import Backends
+from tunnels.registry import RegistryError, claim_subdomain
+from tunnels.relay.backends import Backends
+from tunnels.relay.outbox import Outbox
+from tunnels.relay.payloads import PayloadLost
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,7 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from client.flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
-
-from . import relay
-from .forwarding import InvalidRequest, forwarded
-from .messages import (
+from tunnels.messages import (
     StreamData,
     StreamError,
     StreamMessage,
@@ -40,7 +37,11 @@ from .messages import (
     TunnelWsOpen,
     to_layer,
 )
-from .registry import Route
+from tunnels.registry import Route
+from tunnels.relay.backends import Backends
+from tunnels.relay.stream import tunnel_gone
+
+from .forwarding import InvalidRequest, forwarded
 from .router import route_of
 
 logger = logging.getLogger(__name__)
@@ -67,12 +68,12 @@ Send = Callable[[dict], Awaitable[None]]
 
 class SocketBridge:
     def __init__(
-        self, scope: dict, channel: str, send: Send, backends: relay.Backends | None = None
+        self, scope: dict, channel: str, send: Send, backends: Backends | None = None
     ) -> None:
         self._scope = scope
         self._channel = channel
         self._send = send
-        self._backends = backends or relay.Backends.current()
+        self._backends = backends or Backends.current()
         self._layer = self._backends.layer
         self._tunnel: str | None = None
         self._subdomain = ""
@@ -214,7 +215,7 @@ class SocketBridge:
             await self._deny(HTTPStatus.GATEWAY_TIMEOUT)
 
     async def _close_when_gone(self, route: Route) -> None:
-        await relay.tunnel_gone(self._backends.registry, route)
+        await tunnel_gone(self._backends.registry, route)
         await self._failed("tunnel closed")
 
     async def _deny(self, status: int) -> None:

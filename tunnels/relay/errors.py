@@ -1,0 +1,59 @@
+"""What can go wrong between the edge and the local server, as exceptions."""
+
+from __future__ import annotations
+
+from tunnels.messages import ErrorKind, StreamError
+
+
+class TunnelError(Exception):
+    """Base of everything that can go wrong between the view and the local server.
+
+    TunnelError
+     +-- TunnelNotFound     no live tunnel for the subdomain               -> 502
+     +-- TunnelBusy         the tunnel's queue is full                     -> 503
+     +-- TunnelTimeout      no response head in time                       -> 504
+     +-- LocalServerError   the client could not complete it with the app  -> 502
+     +-- TunnelClosed       the tunnel (or its server process) went away   -> 502
+          +-- BodyLost      body bytes were lost between server processes  -> 502
+
+    After the response has started, any of them resets the public connection.
+    """
+
+    kind = ErrorKind.TUNNEL_CLOSED
+
+
+class TunnelNotFound(TunnelError):
+    pass
+
+
+class TunnelBusy(TunnelError):
+    kind = ErrorKind.BUSY
+
+
+class TunnelTimeout(TunnelError):
+    pass
+
+
+class LocalServerError(TunnelError):
+    kind = ErrorKind.LOCAL
+
+
+class TunnelClosed(TunnelError):
+    pass
+
+
+class BodyLost(TunnelClosed):
+    kind = ErrorKind.LOST
+
+
+_ERROR_FOR_KIND: dict[ErrorKind, type[TunnelError]] = {
+    ErrorKind.LOCAL: LocalServerError,
+    ErrorKind.TUNNEL_CLOSED: TunnelClosed,
+    ErrorKind.BUSY: TunnelBusy,
+    ErrorKind.LOST: BodyLost,
+}
+
+
+def error_for(message: StreamError) -> TunnelError:
+    """The exception a failed stream raises at the view."""
+    return _ERROR_FOR_KIND[message.kind](message.message)
