@@ -15,7 +15,6 @@ import string
 TOKEN_PREFIX = "lmn_"
 #: Random characters after the prefix; 62**40 is about 2**238.
 SECRET_LENGTH = 40
-TOKEN_LENGTH = len(TOKEN_PREFIX) + SECRET_LENGTH
 #: Letters and digits only, so a token survives shells, URLs and double-click selection.
 ALPHABET = string.ascii_letters + string.digits
 #: Characters shown to humans to tell tokens apart; not enough to guess the rest.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
@@ -58,7 +59,7 @@ class Token(models.Model):
     objects = TokenManager()
 
     class Meta:
-        ordering = ["-created_at", "-id"]
+        ordering: ClassVar[list[str]] = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -83,7 +84,3 @@ class Token(models.Model):
     @property
     def state(self) -> str:
         return self.state_at(_now())
-
-    def is_usable(self, now: datetime | None = None) -> bool:
-        """Tell whether the token may authenticate at ``now`` (default: the current time)."""
-        return self.state_at(_now() if now is None else now) == "active"

@@ -46,6 +46,8 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from zope.interface import implementer
 
@@ -365,14 +367,14 @@ class LuminetHTTPChannel(HTTPChannel):
             self._body_paused = True
             # The caller is not idle while we hold it back: no idle timeout meanwhile.
             self._saved_timeout = self.setTimeout(None)
-        self._networkProducer.pauseProducing()
+        self._network.pauseProducing()
 
     def resume_for_body(self) -> None:
         if self._body_paused:
             self._body_paused = False
             self.setTimeout(self._saved_timeout)
         if not self._waitingForTransport:
-            self._networkProducer.resumeProducing()
+            self._network.resumeProducing()
 
     def requestDone(self, request):
         if not (isinstance(request, LuminetRequest) and request.body_incomplete):
@@ -392,8 +394,8 @@ class LuminetHTTPChannel(HTTPChannel):
         """
         self.dataReceived = _discard  # type: ignore[method-assign]
         self.setTimeout(None)
-        self._networkProducer.unregisterProducer()
-        self._networkProducer.resumeProducing()
+        self._network.unregisterProducer()
+        self._network.resumeProducing()
         transport: Any = self.transport
         self._lingering = self.callLater(LINGER_SECONDS, transport.abortConnection)
         try:
@@ -401,7 +403,12 @@ class LuminetHTTPChannel(HTTPChannel):
         except (AttributeError, NotImplementedError):  # a transport without half-close
             transport.loseConnection()
 
-    def connectionLost(self, reason):
+    @property
+    def _network(self) -> Any:
+        """The transport as Twisted's channel pauses and resumes it."""
+        return self._networkProducer
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._lingering is not None and self._lingering.active():
             self._lingering.cancel()
         super().connectionLost(reason)

@@ -127,6 +127,8 @@ INSTALLED_APPS = [
     "channels",
     "tokens",
     "tunnels",
+    # The project itself, for its ``serve`` command (daphne with tunnelsite.server).
+    "tunnelsite",
 ]
 
 MIDDLEWARE = [

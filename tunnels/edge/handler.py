@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
@@ -67,7 +68,8 @@ class TunnelASGIHandler(ASGIHandler):
         # answer (or one of our error pages, an expected outcome), not this server's
         # failure, and Django logged each one through a thread hop.
         set_urlconf(settings.ROOT_URLCONF)
-        response = await self._middleware_chain(request)
+        chain: Any = self._middleware_chain
+        response = await chain(request)
         response._resource_closers.append(request.close)
         return response
 
@@ -80,6 +82,7 @@ class TunnelASGIHandler(ASGIHandler):
         # Django's own body file stays empty: nothing on this path reads it.
         request, error_response = self.create_request(scope, io.BytesIO())
         if request is None:
+            assert error_response is not None
             await self.send_response(error_response, send)
             return
         assert isinstance(request, TunnelRequest)

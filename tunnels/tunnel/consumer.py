@@ -19,7 +19,7 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
     """Owns one client's tunnel WebSocket (``/tunnel`` on the main host)."""
 
     session: TunnelSession | None = None
-    _watchers: list[asyncio.Task] = []
+    _watchers: tuple[asyncio.Task, ...] = ()
 
     async def __call__(self, scope, receive, send):
         try:
@@ -32,7 +32,7 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
             await self._end()
 
     async def _end(self) -> None:
-        watchers, self._watchers = self._watchers, []
+        watchers, self._watchers = self._watchers, ()
         for task in watchers:
             task.cancel()
         for task in watchers:
@@ -56,10 +56,10 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
             backends=Backends.current(),
         )
         await self.accept()
-        self._watchers = [
+        self._watchers = (
             asyncio.create_task(self._guard(self._auth_deadline())),
             asyncio.create_task(self._guard(self.session.keep_alive())),
-        ]
+        )
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(AUTH_TIMEOUT)

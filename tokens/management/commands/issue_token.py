@@ -20,6 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, name, expires_in_days, **options):
         name = name.strip()
         max_length = Token._meta.get_field("name").max_length
+        assert max_length is not None
         if not name:
             raise CommandError("--name must not be empty.")
         if len(name) > max_length:
