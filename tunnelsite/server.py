@@ -62,6 +62,11 @@ BODY_HIGH_WATER = 1024 * 1024
 #: application: uploads arrive about 48 KB per socket read, and without this each
 #: read became its own channel-layer message (200 MB in 4,200 messages).
 BODY_COALESCE_SECONDS = 0.001
+#: Seconds a WebSocket we close waits for the peer's close frame before the TCP
+#: connection is dropped. autobahn's 1 s was too short for a peer with megabytes
+#: of frames still in flight (the close answer queues behind them); dropping with
+#: unread bytes resets the connection, and the peer never sees our close code.
+CLOSE_HANDSHAKE_TIMEOUT = 10.0
 #: Seconds a connection answered before its body ended keeps draining before it is
 #: closed outright.
 LINGER_SECONDS = 5.0
@@ -503,6 +508,7 @@ class LuminetServer(Server):
     @ws_factory.setter
     def ws_factory(self, factory: WebSocketFactory):
         factory.protocol = LuminetWebSocketProtocol
+        factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT)
         self._ws_factory = factory
 
     def create_application(self, protocol, scope):
