@@ -424,6 +424,7 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
 
     close_reason = ""
     _denial_status = 403
+    _denial_headers: tuple[tuple[str, str], ...] = ()
 
     def onClose(self, wasClean, code, reason):
         self.close_reason = reason or ""
@@ -433,6 +434,12 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
         kind = message.get("type")
         if kind == "websocket.http.response.start":
             self._denial_status = int(message["status"])
+            # Framing is ours: autobahn's refusal has no body and ends with the connection.
+            self._denial_headers = tuple(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in message.get("headers", [])
+                if name.lower() not in _DENIAL_FRAMING
+            )
         elif kind == "websocket.http.response.body":
             if not message.get("more_body") and hasattr(self, "handshake_deferred"):
                 status = self._denial_status
@@ -448,6 +455,21 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
                 self.sendMessage(message["text"].encode("utf-8"), False)
         else:
             super().handle_reply(message)
+
+    def failHandshake(self, reason, code=400, responseHeaders=None):
+        # autobahn passes only a status on from a ConnectionDeny; the application's
+        # refusal headers (a WWW-Authenticate, a Location) go with it here.
+        headers = list(responseHeaders or [])
+        if code == self._denial_status:
+            headers += [*self._denial_headers, ("Content-Length", "0")]
+        super().failHandshake(reason, code, headers)
+
+    def sendHttpErrorResponse(self, code, reason, responseHeaders=None):
+        # autobahn encodes the head as UTF-8; header values are latin-1 text here.
+        response = f"HTTP/1.1 {code} {reason}\r\n"
+        for name, value in responseHeaders or []:
+            response += f"{name}: {value}\r\n"
+        self.sendData((response + "\r\n").encode("latin-1", "replace"))
 
     def _close(self, code: int | None, reason: str) -> None:
         # RFC 6455 section 7.4.1: 1005, 1006 and 1015 never appear in a close frame.
@@ -470,6 +492,12 @@ class _SocketQueue(asyncio.Queue):
         if message.get("type") == "websocket.disconnect":
             message.setdefault("reason", self._protocol.close_reason)
         super().put_nowait(message)
+
+
+#: Refusal headers we never pass on: the refusal's framing is ours.
+_DENIAL_FRAMING = frozenset(
+    {b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"keep-alive"}
+)
 
 
 def _phrase(status: int) -> str:

@@ -455,3 +455,37 @@ def test_tunnel_upload_streams_to_the_local_server_as_it_is_sent(
         start, _ = http1.read_head(rfile)
     assert start.startswith("HTTP/1.1 200")
     assert received == [body]
+
+
+# -- WebSocket refusals carry their headers (issue 9: WsReject.headers was dropped) --
+
+
+def test_websocket_refusal_headers_reach_the_public_client(
+    tunnel: Tunnel, hostile: RawTunnel, public_connections: list[PublicConnection]
+) -> None:
+    """A refusal's status and headers arrive; its framing headers are the server's own."""
+    public = PublicConnection(tunnel.port)
+    public_connections.append(public)
+    public.send(
+        f"GET /ws HTTP/1.1\r\nHost: {hostile.subdomain}.localhost\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+    )
+    opening = protocol.decode(hostile.ws.recv())
+    assert isinstance(opening, protocol.WsOpen)
+    refusal = [
+        ("WWW-Authenticate", 'Basic realm="préview"'.encode().decode("latin-1")),
+        ("Content-Length", "999"),
+        ("Connection", "keep-alive"),
+    ]
+    hostile.ws.send(
+        protocol.encode(protocol.WsReject(stream=opening.stream, status=401, headers=refusal))
+    )
+    received, _ = public.read_all()
+    head = received.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    assert head[0].startswith("HTTP/1.1 401 ")
+    assert 'WWW-Authenticate: Basic realm="pr\xc3\xa9view"' in head
+    assert [line for line in head if line.lower().startswith("content-length")] == [
+        "Content-Length: 0"
+    ]
+    assert not [line for line in head if line.lower().startswith("connection")]

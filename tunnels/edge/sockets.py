@@ -19,6 +19,7 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from client.flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
+from client.protocol import Headers, end_to_end
 from tunnels.messages import (
     StreamData,
     StreamError,
@@ -134,8 +135,8 @@ class SocketBridge:
         match message:
             case StreamWsAccept(subprotocol=subprotocol):
                 await self._accepted(subprotocol)
-            case StreamWsReject(status=status):
-                await self._deny(status)
+            case StreamWsReject(status=status, headers=headers):
+                await self._deny(status, headers)
             case StreamWsFrame():
                 await self._frame(message)
             case StreamWindow(chunks=chunks):
@@ -218,13 +219,14 @@ class SocketBridge:
         await tunnel_gone(self._backends.registry, route)
         await self._failed("tunnel closed")
 
-    async def _deny(self, status: int) -> None:
+    async def _deny(self, status: int, headers: Headers | None = None) -> None:
         if self._state != "connecting":
             return
         self._state = "closed"
         # ASGI's WebSocket denial response; tunnelsite.server sends it as the HTTP answer.
+        lines = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in end_to_end(headers or [])]
         await self._send(
-            {"type": "websocket.http.response.start", "status": int(status), "headers": []}
+            {"type": "websocket.http.response.start", "status": int(status), "headers": lines}
         )
         await self._send({"type": "websocket.http.response.body", "body": b""})
         self._stop()
