@@ -248,6 +248,12 @@ ControlMessage = (
 )
 BinaryMessage = Data | WsFrame
 Message = ControlMessage | BinaryMessage
+#: What each side may send (after bore's ClientMessage/ServerMessage): a message
+#: of the other direction is a protocol error, refused in one place.
+FromClient = Auth | Response | Window | StreamError | WsAccept | WsReject | WsClose
+FromServer = AuthOk | AuthError | Request | Window | Cancel | WsOpen | WsClose
+_FROM_CLIENT = (Auth, Response, Window, StreamError, WsAccept, WsReject, WsClose)
+_FROM_SERVER = (AuthOk, AuthError, Request, Window, Cancel, WsOpen, WsClose)
 
 _TYPE_NAMES: dict[type, str] = {
     Auth: "auth",
@@ -409,6 +415,22 @@ def decode(text: str | bytes) -> ControlMessage:
             return WsClose(stream=_stream(raw), code=code, reason=reason)
         case _:
             raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def decode_from_client(text: str | bytes) -> FromClient:
+    """Parse a text frame the server received; a server-only message is refused."""
+    message = decode(text)
+    if not isinstance(message, _FROM_CLIENT):
+        raise ProtocolError(f"{_TYPE_NAMES[type(message)]} is sent by the server only")
+    return message
+
+
+def decode_from_server(text: str | bytes) -> FromServer:
+    """Parse a text frame the client received; a client-only message is refused."""
+    message = decode(text)
+    if not isinstance(message, _FROM_SERVER):
+        raise ProtocolError(f"{_TYPE_NAMES[type(message)]} is sent by the client only")
+    return message
 
 
 def validate_target(method: str, path: str) -> None:

@@ -245,3 +245,44 @@ def test_declared_length_refuses_what_cannot_be_trusted(values):
     """Conflicting or malformed lengths are a ProtocolError, never a guess."""
     with pytest.raises(ProtocolError):
         protocol.declared_length([("content-length", value) for value in values])
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        protocol.AuthOk(subdomain="abc123", url="http://x"),
+        protocol.AuthError(message="no"),
+        protocol.Request(stream=1, method="GET", path="/"),
+        protocol.Cancel(stream=1),
+        protocol.WsOpen(stream=1, path="/"),
+    ],
+)
+def test_the_server_refuses_messages_only_the_server_sends(message):
+    with pytest.raises(ProtocolError, match="sent by the server only"):
+        protocol.decode_from_client(protocol.encode(message))
+    assert protocol.decode_from_server(protocol.encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        protocol.Auth(token="lmn_x"),
+        protocol.Response(stream=1, status=200),
+        protocol.StreamError(stream=1, message="x"),
+        protocol.WsAccept(stream=1),
+        protocol.WsReject(stream=1, status=403),
+    ],
+)
+def test_the_client_refuses_messages_only_the_client_sends(message):
+    with pytest.raises(ProtocolError, match="sent by the client only"):
+        protocol.decode_from_server(protocol.encode(message))
+    assert protocol.decode_from_client(protocol.encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [protocol.Window(stream=1, chunks=1), protocol.WsClose(stream=1, code=1000)],
+)
+def test_messages_of_both_directions_pass_either_way(message):
+    text = protocol.encode(message)
+    assert protocol.decode_from_client(text) == protocol.decode_from_server(text) == message

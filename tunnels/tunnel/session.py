@@ -146,12 +146,12 @@ class TunnelSession:
             if data is not None:
                 await self._received_data(protocol.decode_data(data))
             elif text is not None:
-                await self._received_control(protocol.decode(text))
+                await self._received_control(protocol.decode_from_client(text))
         except ProtocolError as exc:
             logger.warning("tunnel %s: protocol error from %s: %s", self.subdomain, self.peer, exc)
             raise SessionClosed(protocol.CLOSE_PROTOCOL_ERROR, str(exc)[:120]) from exc
 
-    async def _received_control(self, message: protocol.ControlMessage) -> None:
+    async def _received_control(self, message: protocol.FromClient) -> None:
         if self.subdomain is None:
             if not isinstance(message, protocol.Auth):
                 raise ProtocolError("the first message must be auth")
@@ -199,14 +199,6 @@ class TunnelSession:
                     self._to_view(stream.reply, StreamWsClose(message.code, message.reason))
             case protocol.Auth():
                 raise ProtocolError("already authenticated")
-            case (
-                protocol.AuthOk()
-                | protocol.AuthError()
-                | protocol.Request()
-                | protocol.Cancel()
-                | protocol.WsOpen()
-            ):
-                raise ProtocolError(f"{type(message).__name__} is sent by the server only")
             case _:
                 assert_never(message)
 
@@ -277,22 +269,38 @@ class TunnelSession:
         match message:
             case TunnelOpen():
                 await self._open_stream(message)
+                return
             case TunnelWsOpen():
                 await self._open_socket(message)
-            case TunnelData():
-                await self._stream_data(message)
-            case TunnelWsFrame():
-                await self._socket_frame(message)
-            case TunnelWindow():
-                await self._stream_window(message)
-            case TunnelWsClose():
-                await self._close_socket(message)
-            case TunnelCancel():
-                await self._cancel_stream(message)
+                return
             case TunnelReplaced():
                 raise SessionClosed(protocol.CLOSE_REPLACED, "replaced by a newer connection")
+        # Every other message is for a stream that may have ended meanwhile (the
+        # client finished or failed it): then it is expected, and dropped here.
+        assert not isinstance(message, StreamMessage), f"{type(message).__name__} to a tunnel"
+        stream_id = self._by_reply.get(message.reply)
+        if stream_id is None:
+            return
+        stream = self._streams[stream_id]
+        match message:
+            case TunnelData():
+                await self._stream_data(stream_id, stream, message)
+            case TunnelWsFrame():
+                stream.request.sent()
+                self._bytes_in += len(message.data)
+                frame = protocol.WsFrame(stream_id, message.data, message.text, message.fin)
+                await self._send_bytes(protocol.encode_data(frame))
+            case TunnelWindow(chunks=chunks):
+                stream.response.credited(chunks)
+                await self._send_text(protocol.encode(protocol.Window(stream_id, chunks)))
+            case TunnelWsClose(code=code, reason=reason):
+                self._forget(stream_id)
+                await self._send_text(protocol.encode(protocol.WsClose(stream_id, code, reason)))
+            case TunnelCancel():
+                self._forget(stream_id)
+                await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
             case _:
-                raise AssertionError(f"{type(message).__name__} is not for a tunnel")
+                assert_never(message)
 
     async def _open_stream(self, message: TunnelOpen) -> None:
         stream_id = self._new_stream(message.reply, websocket=False)
@@ -319,33 +327,11 @@ class TunnelSession:
         logger.debug("tunnel %s: stream %d WebSocket %s", self.subdomain, stream_id, opening.path)
         await self._send_text(protocol.encode(opening))
 
-    async def _socket_frame(self, message: TunnelWsFrame) -> None:
-        stream_id = self._by_reply.get(message.reply)
-        if stream_id is None:
-            return
-        self._streams[stream_id].request.sent()
-        self._bytes_in += len(message.data)
-        frame = protocol.WsFrame(
-            stream=stream_id, payload=message.data, text=message.text, fin=message.fin
-        )
-        await self._send_bytes(protocol.encode_data(frame))
-
-    async def _close_socket(self, message: TunnelWsClose) -> None:
-        stream_id = self._by_reply.get(message.reply)
-        if stream_id is None:
-            return
-        self._forget(stream_id)
-        closing = protocol.WsClose(stream=stream_id, code=message.code, reason=message.reason)
-        await self._send_text(protocol.encode(closing))
-
-    async def _stream_data(self, message: TunnelData) -> None:
-        stream_id = self._by_reply.get(message.reply)
-        if stream_id is None:
-            return
+    async def _stream_data(self, stream_id: int, stream: _StreamState, message: TunnelData) -> None:
         self._bytes_in += len(message.data)
         # The view may send several chunks' worth in one message (see relay).
         chunks = split_chunks(message.data)
-        self._streams[stream_id].request.sent(len(chunks))
+        stream.request.sent(len(chunks))
         for number, chunk in enumerate(chunks, 1):
             frame = protocol.Data(
                 stream=stream_id, payload=chunk, end=message.end and number == len(chunks)
@@ -360,21 +346,6 @@ class TunnelSession:
             return
         self._forget(stream_id)
         self._to_view(reply, StreamError(ErrorKind.LOST, "request body lost"))
-        await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
-
-    async def _stream_window(self, message: TunnelWindow) -> None:
-        stream_id = self._by_reply.get(message.reply)
-        if stream_id is None:
-            return
-        self._streams[stream_id].response.credited(message.chunks)
-        window = protocol.Window(stream=stream_id, chunks=message.chunks)
-        await self._send_text(protocol.encode(window))
-
-    async def _cancel_stream(self, message: TunnelCancel) -> None:
-        stream_id = self._by_reply.get(message.reply)
-        if stream_id is None:
-            return
-        self._forget(stream_id)
         await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
 
     # -- lifetime ----------------------------------------------------------
