@@ -21,9 +21,11 @@ Decoding raises only :class:`ProtocolError`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +88,25 @@ _PATH_RE = re.compile(r"/[\x21-\x7e]*")
 
 class ProtocolError(Exception):
     """A peer sent something this protocol does not allow."""
+
+
+class StreamRefused(ProtocolError):
+    """A message for one stream that the protocol refuses: that stream fails, not the
+    tunnel (a local server's odd status or close code is not the client misbehaving)."""
+
+    def __init__(self, stream: int, reason: str) -> None:
+        super().__init__(reason)
+        self.stream = stream
+
+
+@contextlib.contextmanager
+def _only_stream(stream: int) -> Iterator[None]:
+    try:
+        yield
+    except StreamRefused:
+        raise
+    except ProtocolError as exc:
+        raise StreamRefused(stream, str(exc)) from exc
 
 
 Headers = list[tuple[str, str]]
@@ -355,28 +376,27 @@ def decode(text: str | bytes) -> ControlMessage:
                 body=_bool(raw, "body"),
             )
         case "response":
-            status = _int(raw, "status")
-            # 1xx heads are interim: the client consumes them, only final ones travel.
-            if not 200 <= status <= 599:
-                raise ProtocolError("response status out of range")
-            body = _bool(raw, "body")
-            data_follows = _bool(raw, "data_follows")
-            if data_follows and not body:
-                raise ProtocolError("data_follows on a response without a body")
-            return Response(
-                stream=_stream(raw),
-                status=status,
-                headers=_headers(raw),
-                body=body,
-                data_follows=data_follows,
-            )
+            stream = _stream(raw)
+            with _only_stream(stream):
+                status = _int(raw, "status")
+                # 1xx heads are interim: the client consumes them, only final ones travel.
+                if not 200 <= status <= 599:
+                    raise ProtocolError("response status out of range")
+                body = _bool(raw, "body")
+                data_follows = _bool(raw, "data_follows")
+                if data_follows and not body:
+                    raise ProtocolError("data_follows on a response without a body")
+                headers = _headers(raw)
+            return Response(stream, status, headers, body, data_follows)
         case "window":
             chunks = _int(raw, "chunks")
             if not 1 <= chunks <= WINDOW_CHUNKS:
                 raise ProtocolError("window increment out of range")
             return Window(stream=_stream(raw), chunks=chunks)
         case "error":
-            return StreamError(stream=_stream(raw), message=_str(raw, "message")[:500])
+            stream = _stream(raw)
+            with _only_stream(stream):
+                return StreamError(stream=stream, message=_str(raw, "message")[:500])
         case "cancel":
             return Cancel(stream=_stream(raw))
         case "ws_open":
@@ -393,28 +413,54 @@ def decode(text: str | bytes) -> ControlMessage:
                 stream=_stream(raw), path=path, headers=_headers(raw), subprotocols=subprotocols
             )
         case "ws_accept":
-            subprotocol = _optional_str(raw, "subprotocol")
-            if subprotocol is not None and not _TOKEN_RE.fullmatch(subprotocol):
-                raise ProtocolError("subprotocol must be a token")
-            return WsAccept(stream=_stream(raw), subprotocol=subprotocol)
+            stream = _stream(raw)
+            with _only_stream(stream):
+                subprotocol = _optional_str(raw, "subprotocol")
+                if subprotocol is not None and not _TOKEN_RE.fullmatch(subprotocol):
+                    raise ProtocolError("subprotocol must be a token")
+            return WsAccept(stream=stream, subprotocol=subprotocol)
         case "ws_reject":
-            status = _int(raw, "status")
-            if not 100 <= status <= 599 or status == 101:
-                raise ProtocolError("refusal status out of range")
-            return WsReject(stream=_stream(raw), status=status, headers=_headers(raw))
+            stream = _stream(raw)
+            with _only_stream(stream):
+                status = _int(raw, "status")
+                # A refusal is a final answer that is not a success (RFC 6455 section 4.1).
+                if not 300 <= status <= 599:
+                    raise ProtocolError("refusal status must be 300-599")
+                headers = _headers(raw)
+            return WsReject(stream=stream, status=status, headers=headers)
         case "ws_close":
-            code = raw.get("code")
-            if code is not None and (
-                not isinstance(code, int) or isinstance(code, bool) or not 1000 <= code <= 4999
-            ):
-                raise ProtocolError("close code out of range")
-            reason = raw.get("reason", "")
-            # RFC 6455 section 5.5: a close frame's payload is at most 125 bytes.
-            if not isinstance(reason, str) or len(reason.encode("utf-8", "replace")) > 123:
-                raise ProtocolError("close reason must be a string of at most 123 bytes")
-            return WsClose(stream=_stream(raw), code=code, reason=reason)
+            stream = _stream(raw)
+            with _only_stream(stream):
+                code = raw.get("code")
+                if code is not None and not (
+                    isinstance(code, int) and not isinstance(code, bool) and is_close_code(code)
+                ):
+                    raise ProtocolError("close code not allowed in a close frame")
+                reason = _str(raw, "reason") if "reason" in raw else ""
+                try:
+                    # RFC 6455 section 5.5: a close frame's payload is at most 125 bytes,
+                    # and its reason UTF-8 (no lone surrogates).
+                    encoded = reason.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ProtocolError("close reason is not valid UTF-8") from None
+                if len(encoded) > 123:
+                    raise ProtocolError("close reason longer than 123 bytes")
+            return WsClose(stream=stream, code=code, reason=reason)
         case _:
             raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def is_close_code(code: int) -> bool:
+    """Whether ``code`` may stand in a ``ws_close`` (RFC 6455 section 7.4).
+
+    1005 is written as no code at all; 1006 (the connection dropped) is allowed as
+    the one code that never goes into a close frame itself; 1004, 1015 and
+    1016-2999 are reserved.
+    """
+    return code in _DEFINED_CLOSE_CODES or 3000 <= code <= 4999
+
+
+_DEFINED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1006, *range(1007, 1015)})
 
 
 def decode_from_client(text: str | bytes) -> FromClient:

@@ -43,6 +43,8 @@ class ErrorKind(enum.StrEnum):
     BUSY = "tunnel-busy"
     #: Body bytes were lost on the way (a payload expired, Redis failed).
     LOST = "body-lost"
+    #: The answer broke the protocol for its stream (an odd status, a bad close code).
+    INVALID = "invalid-response"
 
 
 # -- to the tunnel channel ------------------------------------------------------

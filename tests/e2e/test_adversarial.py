@@ -13,10 +13,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import websocket
+from websockets.exceptions import ConnectionClosed
 
 from client import protocol
 
@@ -24,6 +26,7 @@ from . import http1, rawclient
 from .conftest import Database, Launcher, Layer, Token, Tunnel
 from .localserver import Reply
 from .redisserver import PrivateRedis
+from .wslocal import connect as ws_connect
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -489,3 +492,56 @@ def test_websocket_refusal_headers_reach_the_public_client(
         "Content-Length: 0"
     ]
     assert not [line for line in head if line.lower().startswith("connection")]
+
+
+def accept_socket(raw: RawTunnel) -> int:
+    """Accept the next WebSocket the edge opens on ``raw``; return its stream."""
+    opening = protocol.decode(raw.ws.recv())
+    assert isinstance(opening, protocol.WsOpen), opening
+    raw.ws.send(protocol.encode(protocol.WsAccept(stream=opening.stream)))
+    return opening.stream
+
+
+def test_invalid_utf8_in_a_text_message_closes_that_socket_with_1007(
+    tunnel: Tunnel, hostile: RawTunnel
+) -> None:
+    """Issue 8, defect 7: the public socket is closed with 1007; the tunnel is told, and
+    the server goes on."""
+    with ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(ws_connect, tunnel.port, f"{hostile.subdomain}.localhost", "/ws")
+        stream = accept_socket(hostile)
+        public = opening.result(timeout=10)
+        with public:
+            frame = protocol.WsFrame(stream, b"ok \xff\xfe", text=True, fin=True)
+            hostile.ws.send_binary(protocol.encode_data(frame))
+            with pytest.raises(ConnectionClosed) as closed:
+                public.recv(timeout=10)
+        told = protocol.decode(hostile.ws.recv())
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    assert told == protocol.WsClose(stream, 1007, "invalid UTF-8 in a text message")
+
+
+@pytest.mark.parametrize("code", [1004, 1016, 2999])
+def test_a_reserved_close_code_fails_that_socket_not_the_tunnel(
+    tunnel: Tunnel, hostile: RawTunnel, code: int
+) -> None:
+    """Issue 8, defect 7: a reserved code from the tunnel is never relayed; the public
+    socket closes with 1011 and the tunnel stays up."""
+    with ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(ws_connect, tunnel.port, f"{hostile.subdomain}.localhost", "/ws")
+        stream = accept_socket(hostile)
+        public = opening.result(timeout=10)
+        with public:
+            hostile.ws.send(protocol.encode(protocol.WsClose(stream, 1000, "x")).replace(
+                '"code":1000', f'"code":{code}'
+            ))  # fmt: skip
+            with pytest.raises(ConnectionClosed) as closed:
+                public.recv(timeout=10)
+        told = protocol.decode(hostile.ws.recv())
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    assert told == protocol.Cancel(stream)
+    # The tunnel still serves: a plain request reaches the hostile client.
+    with rawclient.RawConnection(tunnel.port) as conn:
+        conn.send(get(f"{hostile.subdomain}.localhost"))
+        answer(hostile, [("Content-Length", "2")], b"ok")
+        assert conn.read_response().body == b"ok"

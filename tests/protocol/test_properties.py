@@ -170,13 +170,13 @@ valid_messages = st.one_of(
     st.builds(
         protocol.WsReject,
         stream=stream_ids,
-        status=st.integers(min_value=100, max_value=599).filter(lambda s: s != 101),
+        status=st.integers(min_value=300, max_value=599),
         headers=headers,
     ),
     st.builds(
         protocol.WsClose,
         stream=stream_ids,
-        code=st.none() | st.integers(min_value=1000, max_value=4999),
+        code=st.none() | st.integers(min_value=1000, max_value=4999).filter(protocol.is_close_code),
         reason=close_reasons,
     ),
 )

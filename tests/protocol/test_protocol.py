@@ -286,3 +286,50 @@ def test_the_client_refuses_messages_only_the_client_sends(message):
 def test_messages_of_both_directions_pass_either_way(message):
     text = protocol.encode(message)
     assert protocol.decode_from_client(text) == protocol.decode_from_server(text) == message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "response", "stream": 7, "status": 103},
+        {"type": "response", "stream": 7, "status": 999},
+        {"type": "response", "stream": 7, "status": 200, "headers": [["bad name", "x"]]},
+        {"type": "ws_reject", "stream": 7, "status": 200},
+        {"type": "ws_reject", "stream": 7, "status": 100},
+        {"type": "ws_close", "stream": 7, "code": 1004},
+        {"type": "ws_close", "stream": 7, "code": 1005},
+        {"type": "ws_close", "stream": 7, "code": 1015},
+        {"type": "ws_close", "stream": 7, "code": 2999},
+        {"type": "ws_close", "stream": 7, "code": 1000, "reason": "\ud800"},
+        {"type": "ws_accept", "stream": 7, "subprotocol": "a b"},
+        {"type": "error", "stream": 7, "message": 5},
+    ],
+)
+def test_a_bad_message_for_one_stream_refuses_only_that_stream(raw):
+    """What a local server may cause (odd statuses, close codes) fails its stream alone."""
+    with pytest.raises(protocol.StreamRefused) as refused:
+        protocol.decode(json.dumps(raw))
+    assert refused.value.stream == 7
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "response", "stream": 0, "status": 200},
+        {"type": "window", "stream": 7, "chunks": protocol.WINDOW_CHUNKS + 1},
+        {"type": "response", "status": 200},
+    ],
+)
+def test_a_bad_stream_id_or_window_is_a_tunnel_error(raw):
+    with pytest.raises(ProtocolError) as refused:
+        protocol.decode(json.dumps(raw))
+    assert not isinstance(refused.value, protocol.StreamRefused)
+
+
+@pytest.mark.parametrize(
+    ("code", "allowed"),
+    [(1000, True), (1003, True), (1004, False), (1005, False), (1006, True), (1011, True),
+     (1014, True), (1015, False), (1016, False), (2999, False), (3000, True), (4999, True)],
+)  # fmt: skip
+def test_close_codes_follow_rfc_6455(code, allowed):
+    assert protocol.is_close_code(code) is allowed

@@ -11,7 +11,7 @@ from client import protocol
 from client.protocol import WINDOW_CHUNKS
 from tunnels.messages import StreamResponse, TunnelReplaced, TunnelWsOpen, to_layer
 from tunnels.registry import Route
-from tunnels.relay.errors import LocalServerError, TunnelClosed
+from tunnels.relay.errors import InvalidResponse, LocalServerError, TunnelClosed
 from tunnels.relay.stream import RequestHead, Stream, find_route, open_stream
 
 from .harness import GOOD_TOKEN, FakeTokens, backends, scripted_tunnel
@@ -342,3 +342,29 @@ def test_window_credit_for_unsent_chunks_does_not_reach_the_view():
 
 def test_stream_response_keeps_the_head_fields():
     assert StreamResponse(200, [], True).data is None
+
+
+@pytest.mark.parametrize("status", [103, 102, 600, 999])
+def test_an_odd_status_fails_its_stream_and_not_the_tunnel(status):
+    """Issue 8, defect 4: a 1xx or out-of-range status is a 502 invalid-response for that
+    request; the other streams on the tunnel go on."""
+
+    async def scenario():
+        async with scripted_tunnel(backends()) as tunnel:
+            await tunnel.authenticate()
+            odd, odd_request = await open_get(tunnel)
+            fine, fine_request = await open_get(tunnel)
+            raw = protocol.encode(protocol.Response(stream=odd_request.stream, status=200))
+            await tunnel.session.received(raw.replace('"status":200', f'"status":{status}'), None)
+            cancel = await tunnel.next_sent()
+            with pytest.raises(InvalidResponse):
+                await odd.response(timeout=2)
+            await tunnel.client_says(protocol.Response(stream=fine_request.stream, status=200))
+            head = await fine.response(timeout=2)
+            await odd.close()
+            await fine.close()
+            return cancel, head.status, tunnel.closed.done()
+
+    cancel, status_code, closed = run(scenario())
+    assert isinstance(cancel, protocol.Cancel)
+    assert (status_code, closed) == (200, False)

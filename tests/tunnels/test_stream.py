@@ -8,11 +8,12 @@ import asyncio
 import pytest
 
 from client import protocol
-from tunnels.edge.forwarding import ERRORS, InvalidRequest, InvalidResponse, error_response
+from tunnels.edge.forwarding import ERRORS, InvalidRequest, error_response
 from tunnels.registry import Route
 from tunnels.relay.backends import Backends
 from tunnels.relay.errors import (
     BodyLost,
+    InvalidResponse,
     LocalServerError,
     TunnelBusy,
     TunnelClosed,

@@ -14,6 +14,7 @@ from client import protocol
 from client.protocol import Headers, ProtocolError
 from tunnels.relay.errors import (
     BodyLost,
+    InvalidResponse,
     LocalServerError,
     TunnelBusy,
     TunnelClosed,
@@ -31,10 +32,6 @@ _BODYLESS_STATUSES = {204, 304}
 
 class InvalidRequest(Exception):
     """The public request cannot be expressed on the tunnel (e.g. a malformed target)."""
-
-
-class InvalidResponse(Exception):
-    """The tunnel's response head does not say unambiguously where its body ends."""
 
 
 class BodyMismatch(TunnelError):
@@ -212,7 +209,7 @@ ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     TunnelClosed: (502, "tunnel-closed", "Tunnel {host} closed before answering."),
     BodyLost: (502, "body-lost", "The request or response body was lost on the way."),
     InvalidRequest: (400, "bad-request", "This request cannot be forwarded: {detail}"),
-    InvalidResponse: (502, "invalid-response", "The local server's response is invalid: {detail}"),
+    InvalidResponse: (502, "invalid-response", "The local server's answer is invalid: {detail}"),
 }
 
 

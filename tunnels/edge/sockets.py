@@ -170,7 +170,13 @@ class SocketBridge:
             return
         if message is not None:
             if frame.text:
-                await self._send({"type": "websocket.send", "text": message.decode("utf-8")})
+                try:
+                    text = message.decode("utf-8")
+                except UnicodeDecodeError:
+                    # RFC 6455 section 8.1: a text message must be UTF-8; 1007 says not.
+                    await self._close(1007, "invalid UTF-8 in a text message")
+                    return
+                await self._send({"type": "websocket.send", "text": text})
             else:
                 await self._send({"type": "websocket.send", "bytes": message})
         if credit := self._from_local.consumed():

@@ -8,12 +8,11 @@ from django.conf import settings
 from django.http import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from tunnels.relay.errors import TunnelError
+from tunnels.relay.errors import InvalidResponse, TunnelError
 from tunnels.relay.stream import open_stream
 
 from .forwarding import (
     InvalidRequest,
-    InvalidResponse,
     UpstreamResponse,
     error_response,
     request_head,

@@ -13,6 +13,7 @@ class TunnelError(Exception):
      +-- TunnelBusy         the tunnel's queue is full                     -> 503
      +-- TunnelTimeout      no response head in time                       -> 504
      +-- LocalServerError   the client could not complete it with the app  -> 502
+     +-- InvalidResponse    the answer breaks the protocol or HTTP framing -> 502
      +-- TunnelClosed       the tunnel (or its server process) went away   -> 502
           +-- BodyLost      body bytes were lost between server processes  -> 502
 
@@ -38,6 +39,10 @@ class LocalServerError(TunnelError):
     kind = ErrorKind.LOCAL
 
 
+class InvalidResponse(TunnelError):
+    kind = ErrorKind.INVALID
+
+
 class TunnelClosed(TunnelError):
     pass
 
@@ -51,6 +56,7 @@ _ERROR_FOR_KIND: dict[ErrorKind, type[TunnelError]] = {
     ErrorKind.TUNNEL_CLOSED: TunnelClosed,
     ErrorKind.BUSY: TunnelBusy,
     ErrorKind.LOST: BodyLost,
+    ErrorKind.INVALID: InvalidResponse,
 }
 
 

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from client import protocol
 from client.flow import ReceiveWindow, SendWindow, split_chunks
-from client.protocol import ProtocolError
+from client.protocol import ProtocolError, StreamRefused
 from tokens import auth
 from tokens.auth import AuthenticatedToken
 from tunnels.hosts import public_url
@@ -147,6 +147,10 @@ class TunnelSession:
                 await self._received_data(protocol.decode_data(data))
             elif text is not None:
                 await self._received_control(protocol.decode_from_client(text))
+        except StreamRefused as exc:
+            if self.subdomain is None:
+                raise SessionClosed(protocol.CLOSE_PROTOCOL_ERROR, str(exc)[:120]) from exc
+            await self._refuse_stream(exc.stream, str(exc))
         except ProtocolError as exc:
             logger.warning("tunnel %s: protocol error from %s: %s", self.subdomain, self.peer, exc)
             raise SessionClosed(protocol.CLOSE_PROTOCOL_ERROR, str(exc)[:120]) from exc
@@ -337,6 +341,16 @@ class TunnelSession:
                 stream=stream_id, payload=chunk, end=message.end and number == len(chunks)
             )
             await self._send_bytes(protocol.encode_data(frame))
+
+    async def _refuse_stream(self, stream_id: int, reason: str) -> None:
+        """Fail one stream whose message the protocol refuses; the tunnel goes on."""
+        logger.warning("tunnel %s: stream %d refused: %s", self.subdomain, stream_id, reason)
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        self._forget(stream_id)
+        self._to_view(stream.reply, StreamError(ErrorKind.INVALID, reason))
+        await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
 
     async def _body_lost(self, reply: str, exc: Exception) -> None:
         level = logging.WARNING if isinstance(exc, PayloadLost) else logging.ERROR
