@@ -579,12 +579,18 @@ HOP_BY_HOP = frozenset(
 )
 
 
+#: Fields a ``Connection`` header cannot make hop-by-hop: ``Connection: close, Host``
+#: would otherwise strip the Host the local server routes by.
+NEVER_HOP_BY_HOP = frozenset({"host"})
+
+
 def end_to_end(headers: Headers) -> Headers:
     """Drop hop-by-hop fields, including any a ``Connection`` header names."""
     named = set(HOP_BY_HOP)
     for name, value in headers:
         if name.lower() == "connection":
             named.update(part.strip().lower() for part in value.split(","))
+    named -= NEVER_HOP_BY_HOP
     return [(name, value) for name, value in headers if name.lower() not in named]
 
 

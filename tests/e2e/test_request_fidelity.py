@@ -197,3 +197,31 @@ def test_keep_alive_connection_carries_many_requests(tunnel: Tunnel, uid: str) -
             assert (response.status, response.body) == (200, b"ok")
             seen = tunnel.local.only(f"/{uid}/ka/{i}")
             assert seen.body == body
+
+
+def test_forged_client_identity_headers_are_dropped(tunnel: Tunnel, uid: str) -> None:
+    """Issue 8, defect 7: what a public client claims about itself never reaches the local
+    server as if we had said it; X-Forwarded-For keeps its chain with our entry last."""
+    forged = [
+        ("Forwarded", "for=10.0.0.1;proto=https"),
+        ("X-Real-IP", "10.0.0.1"),
+        ("X-Forwarded-Port", "443"),
+        ("True-Client-IP", "10.0.0.1"),
+        ("CF-Connecting-IP", "10.0.0.1"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-For", "10.0.0.1"),
+    ]
+    seen = send(tunnel, uid, "GET", f"/{uid}/forged", forged)
+    for name in ("Forwarded", "X-Real-IP", "X-Forwarded-Port", "True-Client-IP"):
+        assert seen.values(name) == [], name
+    assert seen.values("CF-Connecting-IP") == []
+    assert seen.values("X-Forwarded-Proto") == ["http"]
+    assert seen.values("X-Forwarded-Host") == [tunnel.host]
+    assert seen.values("X-Forwarded-For") == ["10.0.0.1, 127.0.0.1"]
+
+
+def test_connection_header_cannot_strip_host(tunnel: Tunnel, uid: str) -> None:
+    """``Connection: close, Host`` drops nothing the local server routes by."""
+    seen = send(tunnel, uid, "GET", f"/{uid}/conn-host", [("Connection", "close, Host")])
+    assert seen.values("Host") == [tunnel.host]

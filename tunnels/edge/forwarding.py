@@ -25,7 +25,25 @@ from tunnels.relay.errors import (
 from tunnels.relay.stream import RequestHead, ResponseHead, Stream
 
 # Headers this proxy sets itself (after dropping what the public client sent).
-_REPLACED = {"x-forwarded-proto", "x-forwarded-host"}
+_REPLACED = frozenset({"x-forwarded-proto", "x-forwarded-host"})
+# Claims about the public client's address, scheme or host that only a proxy we
+# trust could make; from a public client they are dropped, not passed on.
+_UNTRUSTED = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-port",
+        "x-forwarded-server",
+        "x-forwarded-scheme",
+        "x-forwarded-ssl",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+        "x-original-forwarded-for",
+    }
+)
 # Responses that never carry a body (RFC 9110 sections 6.4.1, 9.3.2).
 _BODYLESS_STATUSES = {204, 304}
 
@@ -80,16 +98,20 @@ def _without(headers: Headers, name: str) -> Headers:
 def forwarded(scope: dict, method: str, drop: frozenset[str] = frozenset()) -> tuple[str, Headers]:
     """Return the raw target and the headers to send on for an ASGI scope.
 
-    Hop-by-hop fields and ``drop`` go; X-Forwarded-For gains the public client's
-    address; X-Forwarded-Proto and -Host are set by us. Raises InvalidRequest if the
-    result cannot travel on the tunnel.
+    Hop-by-hop fields and ``drop`` go. The forwarding headers follow one policy
+    (README, "What the local server receives"): what a public client says about
+    itself is not trusted, so ``Forwarded``, ``X-Real-IP`` and the other
+    ``_UNTRUSTED`` fields are dropped and X-Forwarded-Proto and -Host are set by
+    us; X-Forwarded-For keeps the chain the client sent and gains the address we
+    saw, the right-most entry being the one we vouch for. Raises InvalidRequest if
+    the result cannot travel on the tunnel.
     """
     path = scope.get("raw_path") or scope["path"].encode()
     target = path.decode("latin-1")
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     received = _received(scope)
-    unwanted = _REPLACED | drop
+    unwanted = _REPLACED | _UNTRUSTED | drop
     headers = [pair for pair in protocol.end_to_end(received) if pair[0].lower() not in unwanted]
     forwarded_for = [v for n, v in headers if n.lower() == "x-forwarded-for"]
     headers = [pair for pair in headers if pair[0].lower() != "x-forwarded-for"]
