@@ -45,6 +45,8 @@ class ErrorKind(enum.StrEnum):
     LOST = "body-lost"
     #: The answer broke the protocol for its stream (an odd status, a bad close code).
     INVALID = "invalid-response"
+    #: Redis (the registry or the channel layer) could not be reached.
+    UNAVAILABLE = "unavailable"
 
 
 # -- to the tunnel channel ------------------------------------------------------

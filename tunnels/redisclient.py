@@ -6,6 +6,11 @@ import asyncio
 from typing import Any
 
 
+#: Seconds to connect to Redis, and to wait for one command's answer.
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 10.0
+
+
 class PerLoopRedis:
     """redis.asyncio connections belong to the loop that made them: one client each."""
 
@@ -19,7 +24,12 @@ class PerLoopRedis:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self._url)
+            # Bounded waits: an unreachable Redis must give a fast 503, never a hang.
+            client = aioredis.Redis.from_url(
+                self._url,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=COMMAND_TIMEOUT,
+            )
             self._clients[loop] = client
         return client
 

@@ -152,6 +152,9 @@ def test_channel_layer_failure_closes_the_tunnel_and_leaves_no_zombie(
         raw_tunnels.append(raw)
         private_redis.stop()
         assert raw.close_code() == 1011
+        response, took = public_get(server.port, f"{raw.subdomain}.localhost")
+        assert (response.status, response.value("Luminet-Error")) == (503, "unavailable")
+        assert took < FAST
         private_redis.start()
         assert_not_found_for(server.port, f"{raw.subdomain}.localhost", 4 * HEARTBEAT)
         again = RawTunnel(server.ws_url, token)

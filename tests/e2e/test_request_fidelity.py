@@ -225,3 +225,10 @@ def test_connection_header_cannot_strip_host(tunnel: Tunnel, uid: str) -> None:
     """``Connection: close, Host`` drops nothing the local server routes by."""
     seen = send(tunnel, uid, "GET", f"/{uid}/conn-host", [("Connection", "close, Host")])
     assert seen.values("Host") == [tunnel.host]
+
+
+def test_options_asterisk_reaches_the_local_server(tunnel: Tunnel, uid: str) -> None:
+    """Issue 8, defect 7: ``OPTIONS *`` (RFC 9110 section 9.3.7) is forwarded as it came,
+    not answered with Django's 404."""
+    seen = send(tunnel, uid, "OPTIONS", "*")
+    assert (seen.method, seen.target) == ("OPTIONS", "*")

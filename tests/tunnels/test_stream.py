@@ -9,7 +9,7 @@ import pytest
 
 from client import protocol
 from tunnels.edge.forwarding import ERRORS, InvalidRequest, error_response
-from tunnels.registry import Route
+from tunnels.registry import RegistryError, Route
 from tunnels.relay.backends import Backends
 from tunnels.relay.errors import (
     BodyLost,
@@ -19,6 +19,7 @@ from tunnels.relay.errors import (
     TunnelClosed,
     TunnelNotFound,
     TunnelTimeout,
+    Unavailable,
 )
 from tunnels.relay.payloads import PayloadLost
 from tunnels.relay.stream import RequestHead, Stream, find_route, open_stream
@@ -143,6 +144,7 @@ def test_a_lost_response_body_is_body_lost():
     [
         (TunnelNotFound("abc123"), 502, "tunnel-not-found"),
         (TunnelBusy("full"), 503, "tunnel-busy"),
+        (Unavailable("Redis down"), 503, "unavailable"),
         (TunnelTimeout("30 s"), 504, "local-timeout"),
         (LocalServerError("refused"), 502, "local-error"),
         (TunnelClosed("gone"), 502, "tunnel-closed"),
@@ -162,3 +164,18 @@ def test_every_error_code_is_in_the_readme():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for _, code, _ in ERRORS.values():
         assert f"`Luminet-Error: {code}`" in readme, code
+
+
+class DownRegistry:
+    """A registry whose Redis is unreachable."""
+
+    async def lookup(self, subdomain: str):
+        raise RegistryError("registry unavailable: ConnectionError")
+
+
+def test_an_unreachable_registry_is_unavailable_not_not_found():
+    async def scenario():
+        with pytest.raises(Unavailable):
+            await find_route("abc123", DownRegistry())  # type: ignore[arg-type]
+
+    run(scenario())

@@ -21,6 +21,7 @@ from tunnels.relay.errors import (
     TunnelError,
     TunnelNotFound,
     TunnelTimeout,
+    Unavailable,
 )
 from tunnels.relay.stream import RequestHead, ResponseHead, Stream
 
@@ -226,6 +227,7 @@ async def _relay_body(stream: Stream, send_body: bool, length: int | None) -> As
 ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     TunnelNotFound: (502, "tunnel-not-found", "Tunnel {host} is not connected."),
     TunnelBusy: (503, "tunnel-busy", "Tunnel {host} is too busy; try again."),
+    Unavailable: (503, "unavailable", "The tunnel service is unavailable; try again."),
     TunnelTimeout: (504, "local-timeout", "The local server did not answer in time."),
     LocalServerError: (502, "local-error", "The local server failed: {detail}"),
     TunnelClosed: (502, "tunnel-closed", "Tunnel {host} closed before answering."),

@@ -16,8 +16,8 @@ requests never touch the database.
 Nor does it copy the body into a temporary file first: the view reads it from
 ``request.body_reader`` (see ``tunnels.edge.body``) as it sends it on.
 
-Requests here are :class:`TunnelRequest`: the route the edge router found and
-the body reader are typed attributes, not ad-hoc ones.
+Requests here are :class:`~tunnels.edge.request.TunnelRequest`, and go straight to
+the catch-all view, without URL resolving.
 """
 
 from __future__ import annotations
@@ -29,29 +29,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix, set_urlconf
 
-from tunnels.registry import Route
-
 from .body import RequestBody
-from .router import route_of
-
-#: Tunnel hosts resolve every path to the catch-all view.
-URLCONF = "tunnels.edge.urls"
-
-
-class TunnelRequest(ASGIRequest):
-    """A request for a tunnel host, as the catch-all view gets it."""
-
-    #: Read the body from here, as it arrives (never ``request.body``).
-    body_reader: RequestBody
-
-    @property
-    def route(self) -> Route:
-        """Where the edge router found the tunnel (``tunnels.edge.router``)."""
-        return route_of(self.scope)
+from .request import TunnelRequest
+from .views import forward
 
 
 class TunnelASGIHandler(ASGIHandler):
@@ -61,7 +45,10 @@ class TunnelASGIHandler(ASGIHandler):
         self._view_middleware: list = []
         self._template_response_middleware: list = []
         self._exception_middleware: list = []
-        self._middleware_chain = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]
+        # No URL resolving: every path of a tunnel host (``OPTIONS *`` too, which no
+        # URL pattern matches) goes to the catch-all view.
+        view: Any = forward  # takes the TunnelRequest that request_class makes
+        self._middleware_chain = convert_exception_to_response(view)
 
     async def get_response_async(self, request):
         # Django's, without log_response(): a 404 or 500 here is the local server's
@@ -87,7 +74,6 @@ class TunnelASGIHandler(ASGIHandler):
             return
         assert isinstance(request, TunnelRequest)
         request.body_reader = body
-        request.urlconf = URLCONF
 
         async def process_request():
             response = await self.run_get_response(request)

@@ -26,7 +26,7 @@ from typing import Any
 from tunnels.hosts import MainHost, TunnelHost, classify, header
 from tunnels.registry import Route
 from tunnels.relay.backends import Backends
-from tunnels.relay.errors import TunnelNotFound
+from tunnels.relay.errors import TunnelError
 from tunnels.relay.stream import find_route
 
 from .forwarding import error_page
@@ -47,10 +47,10 @@ def route_of(scope: Mapping[str, Any]) -> Route:
     return route
 
 
-async def find(subdomain: str) -> Route | TunnelNotFound:
+async def find(subdomain: str) -> Route | TunnelError:
     try:
         return await find_route(subdomain, Backends.current().registry)
-    except TunnelNotFound as exc:
+    except TunnelError as exc:  # not found, or the registry unreachable
         return exc
 
 
@@ -91,7 +91,8 @@ class EdgeRouter:
             if isinstance(found, Route):
                 await self.public_socket({**scope, ROUTE: found}, receive, send)
             else:
-                await refuse_handshake(receive, send, 502)
+                status, _, _ = error_page(found, host.subdomain)
+                await refuse_handshake(receive, send, status)
         elif scope["path"] == TUNNEL_PATH:
             await self.tunnel_endpoint(scope, receive, send)
         else:

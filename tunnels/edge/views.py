@@ -17,7 +17,7 @@ from .forwarding import (
     error_response,
     request_head,
 )
-from .handler import TunnelRequest
+from .request import TunnelRequest
 
 
 @csrf_exempt

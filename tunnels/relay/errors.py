@@ -11,6 +11,7 @@ class TunnelError(Exception):
     TunnelError
      +-- TunnelNotFound     no live tunnel for the subdomain               -> 502
      +-- TunnelBusy         the tunnel's queue is full                     -> 503
+     +-- Unavailable        Redis (registry or channel layer) unreachable  -> 503
      +-- TunnelTimeout      no response head in time                       -> 504
      +-- LocalServerError   the client could not complete it with the app  -> 502
      +-- InvalidResponse    the answer breaks the protocol or HTTP framing -> 502
@@ -29,6 +30,10 @@ class TunnelNotFound(TunnelError):
 
 class TunnelBusy(TunnelError):
     kind = ErrorKind.BUSY
+
+
+class Unavailable(TunnelError):
+    kind = ErrorKind.UNAVAILABLE
 
 
 class TunnelTimeout(TunnelError):
@@ -57,6 +62,7 @@ _ERROR_FOR_KIND: dict[ErrorKind, type[TunnelError]] = {
     ErrorKind.BUSY: TunnelBusy,
     ErrorKind.LOST: BodyLost,
     ErrorKind.INVALID: InvalidResponse,
+    ErrorKind.UNAVAILABLE: Unavailable,
 }
 
 

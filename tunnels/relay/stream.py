@@ -48,6 +48,7 @@ from .errors import (
     TunnelError,
     TunnelNotFound,
     TunnelTimeout,
+    Unavailable,
     error_for,
 )
 from .receiving import is_stop, stop_receiving
@@ -114,6 +115,8 @@ class Stream:
             await self._layer.send(self._tunnel, raw)
         except ChannelFull as exc:
             raise TunnelBusy("tunnel queue full") from exc
+        except Exception as exc:  # Redis unreachable: a fast 503, not a Django 500
+            raise Unavailable(f"channel layer unavailable: {exc.__class__.__name__}") from exc
 
     async def _receive_loop(self) -> None:
         """Sort the reply channel's messages: credit here, everything else to the inbox.
@@ -261,11 +264,14 @@ class Stream:
 
 
 async def find_route(subdomain: str, registry: Registry) -> Route:
-    """Return the route to the tunnel serving ``subdomain``; raise TunnelNotFound."""
+    """Return the route to the tunnel serving ``subdomain``.
+
+    Raises TunnelNotFound, or Unavailable when the registry cannot be reached.
+    """
     try:
         route = await registry.lookup(subdomain)
     except RegistryError as exc:
-        raise TunnelNotFound(str(exc)) from exc
+        raise Unavailable(str(exc)) from exc
     if route is None:
         raise TunnelNotFound(subdomain)
     return route
