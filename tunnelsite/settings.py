@@ -116,6 +116,22 @@ LUMINET_REDIS_PREFIX = env_str("LUMINET_REDIS_PREFIX") or "luminet:"
 ALLOWED_HOSTS = [LUMINET_TUNNEL_DOMAIN, f".{LUMINET_TUNNEL_DOMAIN}"]
 CSRF_TRUSTED_ORIGINS = [LUMINET_PUBLIC_URL]
 
+# With an https public URL the admin's cookies are secure-only and the main host is
+# https-only (behind Caddy, `serve --proxy-headers` gives Django the scheme Caddy
+# saw). Tunnel hosts never pass Django's middleware: their answers are the local
+# server's own. HSTS covers the tunnel subdomains too: they are served over https
+# by the same wildcard certificate.
+_HTTPS = LUMINET_PUBLIC_SCHEME == "https"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _HTTPS
+SECURE_SSL_REDIRECT = env_bool("LUMINET_SSL_REDIRECT", _HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SECURE_HSTS_SECONDS = int(env_float("LUMINET_HSTS_SECONDS", 31536000.0)) if _HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _HTTPS
+# Joining the browsers' preload list is hard to undo: the operator's decision
+# (LUMINET_HSTS_PRELOAD=true), so its reminder is silenced rather than followed.
+SECURE_HSTS_PRELOAD = env_bool("LUMINET_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

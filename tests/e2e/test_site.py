@@ -12,6 +12,7 @@ import pytest
 from . import rawclient
 from .conftest import Launcher, Token, Tunnel
 from .localserver import LocalServer, Reply
+from .processes import clean_environ, manage
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,3 +104,17 @@ def test_slow_local_server_is_504(
     assert 1.5 <= elapsed < 6, f"answered after {elapsed:.1f} s with a 2 s timeout"
     after = rawclient.request(server.port, "GET", f"/{uid}/after", host)
     assert (after.status, after.body) == (200, b"ok")
+
+
+def test_deploy_check_is_clean_with_an_https_public_url(tmp_path) -> None:
+    """Issue 8, defect 7: ``manage.py check --deploy`` finds nothing to fix on an https
+    deployment (secure cookies, https redirect, HSTS), W004/W008/W012/W016 included."""
+    env = clean_environ(
+        {
+            "SECRET_KEY": "x" * 60 + "deploy-check-only-not-a-real-key",
+            "LUMINET_PUBLIC_URL": "https://tunnel.example.com",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        }
+    )
+    done = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert "no issues" in done.stdout + done.stderr
