@@ -6,7 +6,7 @@ BIND ?= 127.0.0.1
 PORT ?= 8000
 export LUMINET_PUBLIC_URL ?= http://localhost:$(PORT)
 
-.PHONY: serve test lint format clean
+.PHONY: serve test lint audit format clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy client tunnels tokens tunnelsite
+
+# Known-vulnerable installed versions, against the advisories the project keeps (offline).
+audit: $(VENV)/.installed
+	$(PY) .ci/audit.py
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-
 #: Seconds to connect to Redis, and to wait for one command's answer.
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 10.0
