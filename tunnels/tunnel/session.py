@@ -53,6 +53,8 @@ from tunnels.relay.backends import Backends
 from tunnels.relay.outbox import Outbox
 from tunnels.relay.payloads import PayloadLost
 
+from .authlog import failed_auth_log
+
 logger = logging.getLogger(__name__)
 
 
@@ -238,7 +240,7 @@ class TunnelSession:
     async def _authenticate(self, message: protocol.Auth) -> None:
         token = await self._tokens.authenticate(message.token)
         if token is None:
-            logger.warning("tunnel auth failed from %s", self.peer)
+            failed_auth_log.failed(self.peer.rpartition(":")[0] or self.peer)
             await self._send_text(protocol.encode(protocol.AuthError("invalid token")))
             raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "invalid token")
         try:
