@@ -48,7 +48,12 @@ from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http import (
+    HTTPChannel,
+    _ChunkedTransferDecoder,
+    _GenericHTTPChannelProtocol,
+    _MalformedChunkedDataError,
+)
 from zope.interface import implementer
 
 from tunnels.relay.errors import TunnelError
@@ -333,6 +338,27 @@ def _discard(data: bytes) -> None:
     pass
 
 
+class _BoundedChunkedDecoder(_ChunkedTransferDecoder):
+    """Twisted's chunked decoder, refusing a chunk size no body could have.
+
+    Twisted reads a chunk-size line of up to 1 KiB of hex digits and then waits for
+    that many bytes; a size past 64 bits is an attack or a bug, answered with 400
+    at once rather than after the idle timeout.
+    """
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        end = self._buffer.find(b"\r\n", 0, 1024)
+        if end != -1:
+            size = self._buffer[:end].split(b";", 1)[0].strip()
+            if len(size.lstrip(b"0")) > MAX_CHUNK_SIZE_DIGITS:
+                raise _MalformedChunkedDataError("chunk size too large")
+        return super()._dataReceived_CHUNK_LENGTH()
+
+
+#: Hex digits in the largest chunk size we read (16: 2**64 - 1).
+MAX_CHUNK_SIZE_DIGITS = 16
+
+
 class LuminetHTTPChannel(HTTPChannel):
     """Twisted's HTTP/1.1 channel, starting the application as soon as the head is in.
 
@@ -346,6 +372,58 @@ class LuminetHTTPChannel(HTTPChannel):
     _lingering: Any = None
     _body_paused = False
     _saved_timeout: Any = None
+
+    def dataReceived(self, data):
+        # A request head must end its lines with CRLF (RFC 9112 section 2.2); Twisted
+        # would wait for one until the idle timeout. In line mode the buffer holds no
+        # whole line, so the next LF must follow a CR, here or at the buffer's end;
+        # LFs in later lines of the head are caught by lineReceived.
+        if self.line_mode and (lf := data.find(b"\n")) != -1:
+            previous = data[lf - 1 : lf] if lf else self._buffer[-1:]
+            if previous != b"\r":
+                self._refuse(400, "Bad Request")
+                return
+        super().dataReceived(data)
+
+    def lineLengthExceeded(self, line):
+        # RFC 9110 sections 15.5.15 and RFC 6585 section 5: say which part was too long.
+        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+            self._refuse(414, "URI Too Long")
+        else:
+            self._refuse(431, "Request Header Fields Too Large")
+
+    def lineReceived(self, line):
+        if b"\n" in line:  # a bare LF inside the head
+            self._refuse(400, "Bad Request")
+            return
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._refuse(431, "Request Header Fields Too Large")
+            return
+        super().lineReceived(line)
+
+    def headerReceived(self, line):
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self._refuse(431, "Request Header Fields Too Large")
+            return False
+        return super().headerReceived(line)
+
+    def _maybeChooseTransferDecoder(self, header, data):
+        proceed = super()._maybeChooseTransferDecoder(header, data)
+        if type(self._transferDecoder) is _ChunkedTransferDecoder:
+            self._transferDecoder = _BoundedChunkedDecoder(
+                self.requests[-1].handleContentChunk, self._finishRequestBody
+            )
+        return proceed
+
+    def _refuse(self, status: int, phrase: str) -> None:
+        """Answer a request we cannot parse, then close (Twisted's own sends only 400)."""
+        self.dataReceived = _discard  # type: ignore[method-assign]
+        transport: Any = self.transport
+        transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            % (status, phrase.encode())
+        )
+        self.loseConnection()
 
     def allHeadersReceived(self):
         super().allHeadersReceived()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ RSS_BOUND = 150 * MB
 #: The largest body chunk one receive() may hand the application.
 MAX_RECEIVE = 1 * MB
 START_TIMEOUT = 20.0
+#: Seconds within which a refusal must come: far below any idle timeout.
+FAST = 5.0
 
 
 def servers(defect: str) -> list:
@@ -299,3 +302,43 @@ def test_timeout_mid_response_aborts_connection(serve, kind: str) -> None:
             read_digest(response, limit=MB)
     finally:
         conn.close()
+
+
+# -- requests Twisted cannot parse get an answer, at once (issue 8, defect 7) ----
+
+
+def answer_to(served: Served, raw: bytes) -> bytes:
+    """Send ``raw`` on a fresh connection; return everything until the server closes."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=FAST) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n", b"431"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Many: yes\r\n" * 1500 + b"\r\n", b"431"),
+        (b"GET / HTTP/1.1\nHost: x\n\n", b"400"),
+        (
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"1" * 40 + b"\r\nabc",
+            b"400",
+        ),
+    ],
+    ids=["long-request-line", "long-header", "many-headers", "bare-lf", "overflowing-chunk"],
+)  # fmt: skip
+def test_unparseable_request_gets_its_status_at_once(shared, raw: bytes, status: bytes) -> None:
+    """A request line past 16 kB is 414, a header section past it 431, bare LF line ends
+    and chunk sizes past 64 bits 400: answered at once, never left to the idle timeout."""
+    received = answer_to(shared("luminet"), raw)
+    assert received.startswith(b"HTTP/1.1 " + status), received[:200]
+
+
+def test_bare_lf_in_a_later_header_line_is_400(shared) -> None:
+    received = answer_to(shared("luminet"), b"GET / HTTP/1.1\r\nHost: x\nX-Smuggled: y\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400"), received[:200]
