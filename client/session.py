@@ -24,9 +24,10 @@ import websocket
 
 from . import protocol
 from .config import Config
+from .flow import ReceiveWindow, SendWindow
 from .forward import ConnectionPool, Exchange, LocalError
 from .frames import MaskedFrame
-from .protocol import WINDOW_CHUNKS, ProtocolError
+from .protocol import ProtocolError
 from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
@@ -56,24 +57,28 @@ class _StreamCancelled(Exception):
 
 
 class ClientStream:
-    """One request's state, shared by the reader thread and its worker."""
+    """One request's state, shared by the reader thread and its worker.
+
+    The window rules are ``client.flow``'s; this class only guards them with one
+    Condition, which also wakes a worker waiting for credit when the stream ends.
+    """
 
     def __init__(self, request: protocol.Request) -> None:
         self.request = request
         self.id = request.stream
         self.body: queue.Queue[tuple[bytes, bool] | None] = queue.Queue()
         self.body_done = False  # the last request chunk has reached the local server
-        self._unacked = 0  # request chunks received and not yet acknowledged
-        self._consumed = 0  # chunks taken by the local server since the last credit
-        self._unacked_lock = threading.Lock()
-        self.credit = threading.Semaphore(WINDOW_CHUNKS)
         self.cancelled = threading.Event()
         self.exchange: Exchange | None = None
+        self._flow = threading.Condition(threading.Lock())
+        self._receive = ReceiveWindow()  # request chunks from the server
+        self._send = SendWindow()  # response chunks to the server
 
     def cancel(self) -> None:
-        self.cancelled.set()
+        with self._flow:
+            self.cancelled.set()
+            self._flow.notify_all()
         self.body.put(None)
-        self.credit.release(WINDOW_CHUNKS)
         exchange = self.exchange
         if exchange is not None:
             exchange.abort()
@@ -91,26 +96,37 @@ class ClientStream:
 
     def chunk_received(self, chunk: bytes, end: bool) -> None:
         """Queue a request chunk from the server, holding it to the window."""
-        with self._unacked_lock:
-            if self._unacked >= WINDOW_CHUNKS:
-                raise ProtocolError(f"stream {self.id} sent beyond its window")
-            self._unacked += 1
+        with self._flow:
+            try:
+                self._receive.received()
+            except ProtocolError as exc:
+                raise ProtocolError(f"stream {self.id}: {exc}") from exc
         self.body.put((chunk, end))
 
     def chunk_sent(self) -> int:
-        """Count a chunk as taken by the local server; return the credit to send back."""
-        with self._unacked_lock:
-            self._unacked -= 1
-            self._consumed += 1
-            if self.body_done or self._consumed < protocol.CREDIT_BATCH:
+        """Count a chunk as taken by the local server; return the credit to send back.
+
+        Nothing once the body is complete: the server needs no credit for its end.
+        """
+        with self._flow:
+            if self.body_done:
                 return 0
-            self._consumed = 0
-            return protocol.CREDIT_BATCH
+            return self._receive.consumed()
+
+    def credit(self, chunks: int) -> None:
+        """Take the server's credit for response chunks."""
+        with self._flow:
+            self._send.granted(chunks)
+            self._flow.notify()
 
     def wait_credit(self) -> None:
-        self.credit.acquire()
-        if self.cancelled.is_set():
-            raise _StreamCancelled
+        """Wait until one more response chunk may be sent, and count it as sent."""
+        with self._flow:
+            while not self._send.open and not self.cancelled.is_set():
+                self._flow.wait()
+            if self.cancelled.is_set():
+                raise _StreamCancelled
+            self._send.sent()
 
 
 class Tunnel:
@@ -215,7 +231,7 @@ class Tunnel:
                 self._log_line(f"{'WS':<7} {message.path}  open")
             case protocol.Window(stream=stream_id, chunks=chunks):
                 if (waiting := self._stream(stream_id)) is not None:
-                    waiting.credit.release(chunks)
+                    waiting.credit(chunks)
                 elif (local := self._socket(stream_id)) is not None:
                     local.credit(chunks)
             case protocol.Cancel(stream=stream_id):
