@@ -19,7 +19,8 @@ from typing import Any
 import websocket
 
 from . import protocol
-from .protocol import CHUNK_SIZE, MAX_WS_MESSAGE, WINDOW_CHUNKS, ProtocolError
+from .flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
+from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,11 @@ class LocalSocket:
         self._url = f"ws://{f'[{host}]' if ':' in host else host}:{port}{opening.path}"
         self._send = send
         self._incoming: queue.Queue[protocol.WsFrame | protocol.WsClose | None] = queue.Queue()
-        self._unacked = 0
-        self._lock = threading.Lock()
-        self._credit = threading.Semaphore(WINDOW_CHUNKS)
+        # client.flow's window rules under one Condition, which also wakes the
+        # reader waiting for credit when the socket is stopped.
+        self._flow = threading.Condition(threading.Lock())
+        self._inbound = ReceiveWindow(batch=1)  # fragments from the tunnel: credit each one
+        self._outbound = SendWindow()  # fragments to the tunnel
         self._stopped = threading.Event()
         self._ws: websocket.WebSocket | None = None
         self.on_done: Callable[[int], None] = lambda stream_id: None
@@ -49,29 +52,37 @@ class LocalSocket:
     # -- from the tunnel (reader thread of the tunnel) -------------------------
 
     def frame(self, message: protocol.WsFrame) -> None:
-        with self._lock:
-            if self._unacked >= WINDOW_CHUNKS:
-                raise ProtocolError(f"stream {self.id} sent beyond its window")
-            self._unacked += 1
+        with self._flow:
+            try:
+                self._inbound.received()
+            except ProtocolError as exc:
+                raise ProtocolError(f"stream {self.id}: {exc}") from exc
         self._incoming.put(message)
 
     def close_from_public(self, message: protocol.WsClose) -> None:
         self._incoming.put(message)
 
     def credit(self, chunks: int) -> None:
-        self._credit.release(chunks)
+        with self._flow:
+            self._outbound.granted(chunks)
+            self._flow.notify()
 
     def abort(self) -> None:
         """Drop the local connection now: the tunnel or the public side is gone."""
-        self._stopped.set()
+        self._stop()
         self._incoming.put(None)
-        self._credit.release(WINDOW_CHUNKS)
         ws = self._ws
         if ws is not None and ws.sock is not None:
             # Not ws.abort(): it does nothing once a close frame has been sent, and
             # the socket would linger in CLOSE-WAIT. shutdown() also wakes the reader.
             with contextlib.suppress(OSError):
                 ws.sock.shutdown(socket.SHUT_RDWR)
+
+    def _stop(self) -> None:
+        """Mark the socket stopped and wake the reader if it waits for credit."""
+        with self._flow:
+            self._stopped.set()
+            self._flow.notify_all()
 
     # -- the local side (own threads) ------------------------------------------
 
@@ -140,16 +151,25 @@ class LocalSocket:
                     self._send(_close_message(self.id, data))
                 return
             text = opcode == websocket.ABNF.OPCODE_TEXT
-            pieces = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
+            pieces = split_chunks(data)
             for index, piece in enumerate(pieces):
-                self._credit.acquire()
-                if self._stopped.is_set():
+                if not self._wait_credit():
                     return
                 fin = index == len(pieces) - 1
                 self._send(protocol.WsFrame(self.id, piece, text=text, fin=fin))
 
+    def _wait_credit(self) -> bool:
+        """Wait until one more fragment may go and count it as sent; False once stopped."""
+        with self._flow:
+            while not self._outbound.open and not self._stopped.is_set():
+                self._flow.wait()
+            if self._stopped.is_set():
+                return False
+            self._outbound.sent()
+            return True
+
     def _write_loop(self) -> None:
-        message = bytearray()
+        message = Reassembly()
         while True:
             item = self._incoming.get()
             if item is None or self._stopped.is_set():
@@ -159,24 +179,24 @@ class LocalSocket:
             try:
                 if isinstance(item, protocol.WsClose):
                     logger.debug("stream %d: public side closed (%s)", self.id, item.code)
-                    self._stopped.set()  # the reader must not report the close reply
+                    self._stop()  # the reader must not report the close reply
                     _send_close(ws, item)
                     return
-                message += item.payload
-                if len(message) > MAX_WS_MESSAGE:
+                try:
+                    whole = message.add(item.payload, item.fin)
+                except MessageTooBig:
                     _send_close(ws, protocol.WsClose(self.id, 1009, "message too big"))
                     return
-                if item.fin:
+                if whole is not None:
                     opcode = (
                         websocket.ABNF.OPCODE_TEXT if item.text else websocket.ABNF.OPCODE_BINARY
                     )
-                    ws.send(bytes(message), opcode)
-                    message.clear()
+                    ws.send(whole, opcode)
             except (OSError, websocket.WebSocketException):
                 return
-            with self._lock:
-                self._unacked -= 1
-            self._send(protocol.Window(stream=self.id, chunks=1))
+            with self._flow:
+                credit = self._inbound.consumed()
+            self._send(protocol.Window(stream=self.id, chunks=credit))
 
 
 def _close_message(stream: int, payload: bytes) -> protocol.WsClose:
