@@ -7,7 +7,10 @@ import logging
 import sys
 
 from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
-from .session import AuthFailed, TunnelError, run
+from .console import ConsoleLog
+from .errors import AuthFailed, TunnelError
+from .events import Events
+from .session import run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrency=args.max_concurrency,
             environ=environment(),
         )
-        run(config)
+        run(config, Events([ConsoleLog(sys.stdout)]))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

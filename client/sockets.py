@@ -14,11 +14,13 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import websocket
 
 from . import protocol
+from .events import Events, Failure, SocketRecord
 from .flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
 from .protocol import ProtocolError
 
@@ -27,15 +29,38 @@ logger = logging.getLogger(__name__)
 #: Seconds the local server has to complete the opening handshake.
 HANDSHAKE_TIMEOUT = 10.0
 
+#: Seconds the socket's reader waits for its writer thread to end.
+WRITER_JOIN_TIMEOUT = 5.0
+
 Send = Callable[[Any], None]
 
 
+@dataclass(frozen=True)
+class _Closed:
+    code: int | None
+    by: Literal["public", "local"]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    failure: Failure
+    reason: str = ""
+
+
 class LocalSocket:
-    def __init__(self, opening: protocol.WsOpen, host: str, port: int, send: Send) -> None:
+    """The local side of one public WebSocket, with its record from open to end."""
+
+    def __init__(
+        self, opening: protocol.WsOpen, host: str, port: int, send: Send, events: Events
+    ) -> None:
         self.id = opening.stream
+        self.record = SocketRecord.from_opening(opening)
         self._opening = opening
         self._url = f"ws://{f'[{host}]' if ':' in host else host}:{port}{opening.path}"
         self._send = send
+        self._events = events
+        #: How the socket ended, first come first kept; reported when its thread ends.
+        self._ending: _Closed | _Failed | None = None
         self._incoming: queue.Queue[protocol.WsFrame | protocol.WsClose | None] = queue.Queue()
         # client.flow's window rules under one Condition, which also wakes the
         # reader waiting for credit when the socket is stopped.
@@ -47,6 +72,7 @@ class LocalSocket:
         self.on_done: Callable[[int], None] = lambda stream_id: None
 
     def start(self) -> None:
+        self._events.websocket_opened(self.record)
         threading.Thread(target=self._run, name=f"ws-{self.id}", daemon=True).start()
 
     # -- from the tunnel (reader thread of the tunnel) -------------------------
@@ -67,8 +93,12 @@ class LocalSocket:
             self._outbound.granted(chunks)
             self._flow.notify()
 
-    def abort(self) -> None:
-        """Drop the local connection now: the tunnel or the public side is gone."""
+    def abort(self, failure: Failure) -> None:
+        """Drop the local connection now: the public side (``CANCELLED``) or the tunnel is gone."""
+        self._end(_Failed(failure))
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         self._stop()
         self._incoming.put(None)
         ws = self._ws
@@ -84,9 +114,15 @@ class LocalSocket:
             self._stopped.set()
             self._flow.notify_all()
 
+    def _end(self, ending: _Closed | _Failed) -> None:
+        with self._flow:
+            if self._ending is None:
+                self._ending = ending
+
     # -- the local side (own threads) ------------------------------------------
 
     def _run(self) -> None:
+        writer: threading.Thread | None = None
         try:
             ws = self._connect()
             if ws is None:
@@ -94,11 +130,28 @@ class LocalSocket:
             writer = threading.Thread(target=self._write_loop, name=f"ws-{self.id}-w", daemon=True)
             writer.start()
             self._read_loop(ws)
+        except Exception:
+            logger.exception("bug in WebSocket stream %d", self.id)
+            self._end(_Failed(Failure.CLIENT_ERROR))
         finally:
-            self.abort()
-            if self._ws is not None:
-                self._ws.shutdown()  # closes the file descriptor
-            self.on_done(self.id)
+            try:
+                self._shutdown()
+                if writer is not None:
+                    writer.join(WRITER_JOIN_TIMEOUT)  # its byte counts belong in the record
+                if self._ws is not None:
+                    self._ws.shutdown()  # closes the file descriptor
+                self.on_done(self.id)
+            finally:
+                self._report_end()
+
+    def _report_end(self) -> None:
+        match self._ending:
+            case _Closed(code=code, by=by):
+                self._events.websocket_closed(self.record, code, by)
+            case _Failed(failure=failure, reason=reason):
+                self._events.websocket_failed(self.record, failure, reason)
+            case None:  # every way out sets an ending; a bug if not
+                self._events.websocket_failed(self.record, Failure.CLIENT_ERROR)
 
     def _connect(self) -> websocket.WebSocket | None:
         opening = self._opening
@@ -123,10 +176,12 @@ class LocalSocket:
             )
         except websocket.WebSocketBadStatusException as exc:
             status = exc.status_code if 100 <= exc.status_code <= 599 else 502
+            self._end(_Failed(Failure.REFUSED, f"local server refused with {status}"))
             self._send(protocol.WsReject(stream=self.id, status=status))
             return None
         except (OSError, websocket.WebSocketException) as exc:
             message = f"local WebSocket failed: {exc or exc.__class__.__name__}"[:300]
+            self._end(_Failed(Failure.LOCAL_ERROR, message))
             self._send(protocol.StreamError(stream=self.id, message=message))
             return None
         ws.settimeout(None)
@@ -134,7 +189,9 @@ class LocalSocket:
         if self._stopped.is_set():  # cancelled while connecting
             ws.abort()
             return None
-        self._send(protocol.WsAccept(stream=self.id, subprotocol=ws.getsubprotocol()))
+        subprotocol = ws.getsubprotocol()
+        self._send(protocol.WsAccept(stream=self.id, subprotocol=subprotocol))
+        self._events.websocket_accepted(self.record, subprotocol)
         return ws
 
     def _read_loop(self, ws: websocket.WebSocket) -> None:
@@ -143,12 +200,15 @@ class LocalSocket:
                 opcode, data = ws.recv_data()
             except (OSError, websocket.WebSocketException):
                 if not self._stopped.is_set():
+                    self._end(_Closed(1006, "local"))
                     self._send(protocol.WsClose(stream=self.id, code=1006))
                 return
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 logger.debug("stream %d: local side closed", self.id)
                 if not self._stopped.is_set():
-                    self._send(_close_message(self.id, data))
+                    close = _close_message(self.id, data)
+                    self._end(_Closed(close.code, "local"))
+                    self._send(close)
                 return
             text = opcode == websocket.ABNF.OPCODE_TEXT
             pieces = split_chunks(data)
@@ -157,6 +217,11 @@ class LocalSocket:
                     return
                 fin = index == len(pieces) - 1
                 self._send(protocol.WsFrame(self.id, piece, text=text, fin=fin))
+            record = self.record
+            record.bytes_out += len(data)
+            record.messages_out += 1
+            if self._events.tapping:
+                self._events.websocket_message(record, data, text, from_public=False)
 
     def _wait_credit(self) -> bool:
         """Wait until one more fragment may go and count it as sent; False once stopped."""
@@ -179,6 +244,7 @@ class LocalSocket:
             try:
                 if isinstance(item, protocol.WsClose):
                     logger.debug("stream %d: public side closed (%s)", self.id, item.code)
+                    self._end(_Closed(item.code, "public"))
                     self._stop()  # the reader must not report the close reply
                     _send_close(ws, item)
                     return
@@ -192,11 +258,19 @@ class LocalSocket:
                         websocket.ABNF.OPCODE_TEXT if item.text else websocket.ABNF.OPCODE_BINARY
                     )
                     ws.send(whole, opcode)
+                    self._delivered(whole, item.text)
             except (OSError, websocket.WebSocketException):
                 return
             with self._flow:
                 credit = self._inbound.consumed()
             self._send(protocol.Window(stream=self.id, chunks=credit))
+
+    def _delivered(self, message: bytes, text: bool) -> None:
+        record = self.record
+        record.bytes_in += len(message)
+        record.messages_in += 1
+        if self._events.tapping:
+            self._events.websocket_message(record, message, text, from_public=True)
 
 
 def _close_message(stream: int, payload: bytes) -> protocol.WsClose:
