@@ -14,6 +14,9 @@ from typing import Any, TextIO
 
 from .events import ExchangeRecord, Failure, Observer, SocketRecord
 
+#: One encoder for every line: json.dumps with separators builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 
 class _Printer(Observer):
     """Writes whole lines from any thread."""
@@ -92,14 +95,15 @@ class JsonLog(_Printer):
         self._exchange(record)
 
     def _exchange(self, record: ExchangeRecord) -> None:
-        self._event(
-            "exchange",
-            stream=record.stream,
-            method=record.method,
-            path=record.path,
-            status=record.status,
-            **_ending(record),
-        )
+        line = {
+            "event": "exchange",
+            "stream": record.stream,
+            "method": record.method,
+            "path": record.path,
+            "status": record.status,
+        }
+        _add_ending(line, record)
+        self._line(_ENCODER.encode(line))
 
     def websocket_opened(self, record: SocketRecord) -> None:
         self._event("websocket_open", stream=record.stream, path=record.path)
@@ -111,26 +115,26 @@ class JsonLog(_Printer):
         self._websocket(record)
 
     def _websocket(self, record: SocketRecord) -> None:
-        fields: dict[str, Any] = {"stream": record.stream, "path": record.path}
+        line: dict[str, Any] = {"event": "websocket", "stream": record.stream, "path": record.path}
         if record.outcome == "closed":
-            fields.update(code=record.code, closed_by=record.closed_by)
-        fields.update(_ending(record))
-        fields.update(messages_in=record.messages_in, messages_out=record.messages_out)
-        self._event("websocket", **fields)
+            line["code"] = record.code
+            line["closed_by"] = record.closed_by
+        _add_ending(line, record)
+        line["messages_in"] = record.messages_in
+        line["messages_out"] = record.messages_out
+        self._line(_ENCODER.encode(line))
 
     def _event(self, event: str, **fields: Any) -> None:
-        self._line(json.dumps({"event": event, **fields}, separators=(",", ":")))
+        self._line(_ENCODER.encode({"event": event, **fields}))
 
 
-def _ending(record: ExchangeRecord | SocketRecord) -> dict[str, Any]:
-    """The fields every ended stream has: outcome, why it failed, duration, bytes."""
-    fields: dict[str, Any] = {"outcome": record.outcome}
+def _add_ending(line: dict[str, Any], record: ExchangeRecord | SocketRecord) -> None:
+    """Add what every ended stream has: outcome, why it failed, duration, bytes."""
+    line["outcome"] = record.outcome
     if record.failure is not None:
-        fields.update(failure=record.failure.value, reason=record.reason)
+        line["failure"] = record.failure.value
+        line["reason"] = record.reason
     ms = record.ms
-    fields.update(
-        ms=None if ms is None else round(ms, 1),
-        bytes_in=record.bytes_in,
-        bytes_out=record.bytes_out,
-    )
-    return fields
+    line["ms"] = None if ms is None else round(ms, 1)
+    line["bytes_in"] = record.bytes_in
+    line["bytes_out"] = record.bytes_out
