@@ -3,7 +3,12 @@
 Each socket has two threads: one reads messages from the local server and sends
 them to the tunnel as fragments (waiting for window credit, which slows the
 local server through TCP if the public side reads slowly), the other writes
-what comes from the tunnel to the local server and hands credit back.
+what comes from the tunnel to the local server and hands credit back. The
+windows, fragments and reassembly follow ``client.flow``.
+
+Each socket keeps a ``SocketRecord``: opened when the handshake arrives, then
+ended once, when its reader thread ends, by whichever came first: a close from
+either side, a refusal or failure of the local server, or an abort.
 """
 
 from __future__ import annotations
