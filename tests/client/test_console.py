@@ -8,6 +8,7 @@ import json
 import pytest
 
 from client import protocol
+from client.cli import build_parser
 from client.console import ConsoleLog, JsonLog, status_text
 from client.events import Events, ExchangeRecord, Failure, SocketRecord
 
@@ -185,3 +186,13 @@ def test_status_column(failure: Failure | None, status: int | None, shown: str) 
     else:
         events.exchange_failed(record, failure)
     assert status_text(record) == shown
+
+
+def test_log_format_is_text_unless_json_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["--port", "3000"]).log_format == "text"
+    assert (
+        build_parser().parse_args(["--port", "3000", "--log-format", "json"]).log_format == "json"
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--port", "3000", "--log-format", "xml"])
+    assert "invalid choice" in capsys.readouterr().err

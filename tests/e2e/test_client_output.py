@@ -12,8 +12,7 @@ from . import rawclient
 from .conftest import Launcher, Layer, Token, Tunnel, WsTunnel
 from .localserver import Reply
 from .processes import Client
-from .streaming import Endless
-from .test_streaming import get
+from .streaming import Endless, http_connection
 from .wslocal import connect
 
 pytestmark = pytest.mark.timeout(60)
@@ -93,6 +92,7 @@ def test_exchange_event_has_the_head_outcome_and_byte_counts(tunnel: Tunnel, uid
 def test_refused_exchange_event_says_why(
     launcher: Launcher, tunnel: Tunnel, dev_token: Token, refusing_port: int
 ) -> None:
+    """Nothing listening locally: the exchange fails as a local error, and says so."""
     client = launcher.client(tunnel.server, dev_token, refusing_port, name="refused-events")
     _, _, subdomain = client.wait_active()
     response = rawclient.request(tunnel.port, "GET", "/refused", f"{subdomain}.localhost")
@@ -104,10 +104,13 @@ def test_refused_exchange_event_says_why(
 
 
 def test_public_client_leaving_fails_the_exchange_as_cancelled(tunnel: Tunnel, uid: str) -> None:
+    """A public client that hangs up mid-response: the exchange fails as cancelled."""
     path = f"/{uid}/leaving"
     tunnel.local.stream(path, Endless())
-    conn, response = get(tunnel, path, timeout=10)
+    conn = http_connection(tunnel.port, timeout=REPORT_TIMEOUT)
     try:
+        conn.request("GET", path, headers={"Host": tunnel.host})
+        response = conn.getresponse()
         assert response.status == 200
         assert response.read1(1024), "no event arrived"
     finally:
