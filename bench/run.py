@@ -35,7 +35,7 @@ from . import clients, report, wrk
 from .idle import IdleTunnels
 from .procs import ROOT, BenchError, Child
 from .report import get as _get
-from .stack import ACTIVE_RE, CLIENT_START_TIMEOUT, RedisKeys, Server, Stack, Tunnel
+from .stack import CLIENT_START_TIMEOUT, RedisKeys, Server, Stack, Tunnel, wait_event
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
 #: Seconds of the bench's own sequential-GET latency check per target.
@@ -476,7 +476,7 @@ class Run:
                 lambda n=name: _slow_reader(tunnels[n], processes[n], s),
             )
             end = _get(section, name, "client_stream_end")
-            if end is not None and end["status"] is None:
+            if end is not None and end["outcome"] is None:
                 self.note(
                     f"slow reader, {name}: the client had not ended the abandoned 1 GB stream "
                     f"{STREAM_END_TIMEOUT:g} s after the reader closed its connection"
@@ -542,9 +542,9 @@ def _startup(
     for n in range(runs):
         child = stack.start_client(f"client-startup-{name}-{n}", server, upstream_port)
         try:
-            _, match = child.wait_for(ACTIVE_RE, CLIENT_START_TIMEOUT, poll=0.002)
+            _, event = wait_event(child, "tunnel_active", CLIENT_START_TIMEOUT, poll=0.002)
             active.append(time.perf_counter() - child.started)
-            host = f"{match[1]}.localhost"
+            host = f"{event['subdomain']}.localhost"
             deadline = time.monotonic() + 10
             while (status := clients.get(entry_port, host)[0]) != 200:
                 if time.monotonic() > deadline:
@@ -613,18 +613,23 @@ def _slow_reader(tunnel: Tunnel, processes: dict[str, Server], s: Settings) -> d
     )
     peaks = {name: server.child.peak_rss() for name, server in processes.items()}
     closed = time.perf_counter()
-    # The client logs the stream when it ends: after the reader left, it should stop
+    # The client reports the stream when it ends: after the reader left, it should stop
     # reading the upstream soon, not stream the rest of the body into the void.
     try:
-        _, match = tunnel.client.wait_for(
-            rf"^GET\s+/bytes/{s.reader_bytes}\s+(\S.*?)\s+\d+ ms$", STREAM_END_TIMEOUT
+        _, event = wait_event(
+            tunnel.client,
+            "exchange",
+            STREAM_END_TIMEOUT,
+            where={"method": "GET", "path": f"/bytes/{s.reader_bytes}"},
         )
         stream_end: dict[str, Any] = {
-            "status": match[1],
+            "status": event["status"],
+            "outcome": event["outcome"],
+            "failure": event.get("failure"),
             "seconds_after_close": time.perf_counter() - closed,
         }
     except BenchError:
-        stream_end = {"status": None, "seconds_after_close": None}
+        stream_end = {"status": None, "outcome": None, "failure": None, "seconds_after_close": None}
     return {
         "client_stream_end": stream_end,
         "read_bytes": result.bytes,
@@ -640,10 +645,11 @@ def _slow_reader(tunnel: Tunnel, processes: dict[str, Server], s: Settings) -> d
     }
 
 
-#: Lines worth a look in a process's output: errors, warnings, 5xx, tunnel drops.
+#: Lines worth a look in a process's output: errors, warnings, 5xx, tunnel drops, and
+#: the client's (JSON) reports of exchanges that failed or were not 2xx.
 SUSPICIOUS = re.compile(
-    r"Traceback|\b(ERROR|CRITICAL|WARNING)\b|Tunnel down|\" 5\d\d |"
-    r"^[A-Z]+\s+/\S*\s+(?!2\d\d\b)\S.*\s\d+ ms$"
+    r"Traceback|\b(ERROR|CRITICAL|WARNING)\b|\" 5\d\d |"
+    r'^\{"event":"(tunnel_down"|exchange",.*"status":(?!2\d\d,)|exchange",.*"outcome":"failed")'
 )
 
 

@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -22,7 +26,46 @@ CLIENT_START_TIMEOUT = 30.0
 
 LISTENING_RE = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
 UPSTREAM_RE = r"Upstream listening on 127\.0\.0\.1:(\d+)"
-ACTIVE_RE = r"Tunnel active: http://([a-z0-9]+)\.localhost"
+
+
+def event_re(event: str) -> str:
+    """The pattern of the client's ``--log-format json`` line ``{"event":"<event>",...}``."""
+    return rf'^\{{"event":"{event}"[,}}]'
+
+
+def wait_event(
+    client: Child,
+    event: str,
+    timeout: float,
+    *,
+    where: dict[str, Any] | None = None,
+    poll: float = 0.01,
+) -> tuple[int, dict[str, Any]]:
+    """Wait for the client's ``event`` with the fields in ``where``; return its index and object.
+
+    A client under load prints a line per request, so lines are checked in memory,
+    and parsed only when they hold every wanted value.
+    """
+    pattern = event_re(event)
+    regex = re.compile(pattern)
+    wanted = where or {}
+    needles = [json.dumps(value) for value in wanted.values()]
+    deadline = time.monotonic() + timeout
+    index = 0
+    while True:
+        index, _ = client.wait_for(
+            pattern, max(0.0, deadline - time.monotonic()), start=index, poll=poll
+        )
+        seen = len(client.lines)
+        for number in range(index, seen):
+            line = client.lines[number]
+            if regex.search(line) and all(needle in line for needle in needles):
+                found: dict[str, Any] = json.loads(line)
+                if wanted.items() <= found.items():
+                    return number, found
+        if time.monotonic() > deadline:
+            raise BenchError(f"{client.name} printed no {event} event with {wanted}")
+        index = seen
 
 
 @dataclass
@@ -115,15 +158,15 @@ class Stack:
 
     def start_client(self, name: str, server: Server, local_port: int) -> Child:
         argv = [PYTHON, "-m", "client", "--port", str(local_port), "--host", "127.0.0.1"]
-        argv += ["--server", server.ws_url]
+        argv += ["--server", server.ws_url, "--log-format", "json"]
         env = clean_environ({"HOME": str(self.home), "TUNNEL_TOKEN": self.token})
         return self.child(name, argv, env)
 
     def tunnel(self, name: str, server: Server, local_port: int, entry: Server) -> Tunnel:
         """Start a client on ``server`` and wait until it is active."""
         client = self.start_client(name, server, local_port)
-        _, match = client.wait_for(ACTIVE_RE, CLIENT_START_TIMEOUT)
-        return Tunnel(client, match[1], entry.port)
+        _, active = wait_event(client, "tunnel_active", CLIENT_START_TIMEOUT)
+        return Tunnel(client, active["subdomain"], entry.port)
 
     def close(self) -> None:
         """Stop clients first (so they do not spend the teardown reconnecting), then the rest."""

@@ -7,7 +7,13 @@ import logging
 import sys
 
 from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
-from .session import AuthFailed, TunnelError, run
+from .console import ConsoleLog, JsonLog
+from .errors import AuthFailed, TunnelError
+from .events import Events
+from .session import run
+
+#: What ``--log-format`` picks: the observer that writes stdout.
+LOG_FORMATS = {"text": ConsoleLog, "json": JsonLog}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_CONCURRENCY,
         help=f"requests served at once (default: {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=sorted(LOG_FORMATS),
+        default="text",
+        help="stdout: lines for people (text, the default) or one JSON object per line (json)",
     )
     parser.add_argument("--verbose", action="store_true", help="log protocol details")
     return parser
@@ -50,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrency=args.max_concurrency,
             environ=environment(),
         )
-        run(config)
+        run(config, Events([LOG_FORMATS[args.log_format](sys.stdout)]))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,32 +1,33 @@
 """The client's tunnel: one WebSocket to the server, many streams to the local server.
 
-A reader thread owns the socket's receiving side and hands each stream to a
-bounded pool of worker threads; workers send on the socket under a lock. Flow
-control mirrors the server's: a worker sends at most ``WINDOW_CHUNKS`` response
-chunks ahead of the server's ``window`` credit, and acknowledges each request
-chunk once the local server has taken it.
+``Tunnel`` owns one connected WebSocket: a reader thread receives and dispatches
+the server's messages, and anyone may send under a lock. HTTP streams run on a
+bounded pool of worker threads (``client.exchanges``), WebSockets on threads of
+their own (``client.sockets``); what happens is reported to ``Events``, whose
+observers print it (``client.console``). ``run`` keeps a tunnel up, reconnecting
+with backoff.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import random
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import TextIO, assert_never
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import assert_never
 
 import websocket
 
 from . import protocol
 from .config import Config
-from .forward import ConnectionPool, Exchange, LocalError
+from .errors import AuthFailed, ConnectionLost, TunnelError
+from .events import Events, Failure
+from .exchanges import ExchangeRunner, HttpStream
+from .forward import ConnectionPool, Exchange
 from .frames import MaskedFrame
-from .protocol import WINDOW_CHUNKS, ProtocolError
+from .protocol import ProtocolError
 from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
@@ -39,93 +40,19 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 
 
-class TunnelError(Exception):
-    """The tunnel cannot continue; the CLI prints the message and exits non-zero."""
-
-
-class AuthFailed(TunnelError):
-    pass
-
-
-class ConnectionLost(Exception):
-    """The WebSocket broke; the client reconnects."""
-
-
-class _StreamCancelled(Exception):
-    pass
-
-
-class ClientStream:
-    """One request's state, shared by the reader thread and its worker."""
-
-    def __init__(self, request: protocol.Request) -> None:
-        self.request = request
-        self.id = request.stream
-        self.body: queue.Queue[tuple[bytes, bool] | None] = queue.Queue()
-        self.body_done = False  # the last request chunk has reached the local server
-        self._unacked = 0  # request chunks received and not yet acknowledged
-        self._consumed = 0  # chunks taken by the local server since the last credit
-        self._unacked_lock = threading.Lock()
-        self.credit = threading.Semaphore(WINDOW_CHUNKS)
-        self.cancelled = threading.Event()
-        self.exchange: Exchange | None = None
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-        self.body.put(None)
-        self.credit.release(WINDOW_CHUNKS)
-        exchange = self.exchange
-        if exchange is not None:
-            exchange.abort()
-
-    def request_chunks(self) -> Iterator[bytes]:
-        while True:
-            item = self.body.get()
-            if item is None or self.cancelled.is_set():
-                raise _StreamCancelled
-            chunk, end = item
-            self.body_done = end
-            yield chunk
-            if end:
-                return
-
-    def chunk_received(self, chunk: bytes, end: bool) -> None:
-        """Queue a request chunk from the server, holding it to the window."""
-        with self._unacked_lock:
-            if self._unacked >= WINDOW_CHUNKS:
-                raise ProtocolError(f"stream {self.id} sent beyond its window")
-            self._unacked += 1
-        self.body.put((chunk, end))
-
-    def chunk_sent(self) -> int:
-        """Count a chunk as taken by the local server; return the credit to send back."""
-        with self._unacked_lock:
-            self._unacked -= 1
-            self._consumed += 1
-            if self.body_done or self._consumed < protocol.CREDIT_BATCH:
-                return 0
-            self._consumed = 0
-            return protocol.CREDIT_BATCH
-
-    def wait_credit(self) -> None:
-        self.credit.acquire()
-        if self.cancelled.is_set():
-            raise _StreamCancelled
-
-
 class Tunnel:
     """One connected, authenticated WebSocket and the streams running on it."""
 
-    def __init__(self, ws: websocket.WebSocket, config: Config, out: TextIO) -> None:
+    def __init__(self, ws: websocket.WebSocket, config: Config, events: Events) -> None:
         self._ws = ws
         self._config = config
-        self._out = out
+        self._events = events
         self._send_lock = threading.Lock()
-        self._print_lock = threading.Lock()
-        self._streams: dict[int, ClientStream] = {}
+        self._streams: dict[int, HttpStream] = {}
         self._sockets: dict[int, LocalSocket] = {}
         self._streams_lock = threading.Lock()
         self._pool = ConnectionPool(config.local_host, config.local_port, config.max_concurrency)
+        self._runner = ExchangeRunner(self, lambda request: Exchange(self._pool, request), events)
         self._workers = ThreadPoolExecutor(
             max_workers=config.max_concurrency, thread_name_prefix="stream"
         )
@@ -146,6 +73,14 @@ class Tunnel:
         except (OSError, websocket.WebSocketException) as exc:
             self._closed.set()
             raise ConnectionLost(str(exc)) from exc
+
+    def _send_any(self, message: protocol.Message) -> None:
+        """Send from a socket thread; a lost tunnel ends that socket, not the thread."""
+        with contextlib.suppress(ConnectionLost):
+            if isinstance(message, (protocol.Data, protocol.WsFrame)):
+                self.send_data(message)
+            else:
+                self.send(message)
 
     # -- receiving -----------------------------------------------------------
 
@@ -170,20 +105,25 @@ class Tunnel:
                     logger.warning("protocol error from server: %s", exc)
                     raise ConnectionLost(f"protocol error: {exc}") from exc
         finally:
-            self._closed.set()
-            with self._streams_lock:
-                streams = list(self._streams.values())
-                sockets = list(self._sockets.values())
-                self._streams.clear()
-                self._sockets.clear()
-            for stream in streams:
-                stream.cancel()
-            for socket in sockets:
-                socket.abort()
-            self._workers.shutdown(wait=False, cancel_futures=True)
-            self._pool.close()
-            with contextlib.suppress(OSError, websocket.WebSocketException):
-                self._ws.close(timeout=1)
+            self._tear_down()
+
+    def _tear_down(self) -> None:
+        """End every stream and socket: the tunnel is gone."""
+        self._closed.set()
+        with self._streams_lock:
+            streams = list(self._streams.values())
+            sockets = list(self._sockets.values())
+            self._streams.clear()
+            self._sockets.clear()
+        for stream in streams:
+            stream.cancel(Failure.TUNNEL_LOST)
+        for socket in sockets:
+            socket.abort(Failure.TUNNEL_LOST)
+        # Streams still queued for a worker are dropped here; see _open_stream.
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
+        with contextlib.suppress(OSError, websocket.WebSocketException):
+            self._ws.close(timeout=1)
 
     def _ping_loop(self) -> None:
         while not self._closed.wait(PING_INTERVAL):
@@ -196,33 +136,19 @@ class Tunnel:
     def _received_control(self, message: protocol.ControlMessage) -> None:
         match message:
             case protocol.Request():
-                stream = ClientStream(message)
-                with self._streams_lock:
-                    if message.stream in self._streams:
-                        raise ProtocolError(f"stream {message.stream} opened twice")
-                    self._streams[message.stream] = stream
-                self._workers.submit(self._serve, stream)
+                self._open_stream(HttpStream(message))
             case protocol.WsOpen():
-                socket = LocalSocket(
-                    message, self._config.local_host, self._config.local_port, self._send_any
-                )
-                socket.on_done = self._socket_done
-                with self._streams_lock:
-                    if message.stream in self._streams or message.stream in self._sockets:
-                        raise ProtocolError(f"stream {message.stream} opened twice")
-                    self._sockets[message.stream] = socket
-                socket.start()
-                self._log_line(f"{'WS':<7} {message.path}  open")
+                self._open_socket(message)
             case protocol.Window(stream=stream_id, chunks=chunks):
                 if (waiting := self._stream(stream_id)) is not None:
-                    waiting.credit.release(chunks)
+                    waiting.credit(chunks)
                 elif (local := self._socket(stream_id)) is not None:
                     local.credit(chunks)
             case protocol.Cancel(stream=stream_id):
                 if (cancelled := self._stream(stream_id)) is not None:
-                    cancelled.cancel()
+                    cancelled.cancel(Failure.CANCELLED)
                 elif (local := self._socket(stream_id)) is not None:
-                    local.abort()
+                    local.abort(Failure.CANCELLED)
             case protocol.WsClose(stream=stream_id):
                 if (local := self._socket(stream_id)) is not None:
                     local.close_from_public(message)
@@ -250,87 +176,48 @@ class Tunnel:
             return  # finished or cancelled meanwhile
         stream.chunk_received(message.payload, message.end)
 
-    def _stream(self, stream_id: int) -> ClientStream | None:
+    def _open_stream(self, stream: HttpStream) -> None:
+        with self._streams_lock:
+            if stream.id in self._streams or stream.id in self._sockets:
+                raise ProtocolError(f"stream {stream.id} opened twice")
+            self._streams[stream.id] = stream
+        self._events.exchange_started(stream.record)
+        future = self._workers.submit(self._serve, stream)
+        future.add_done_callback(lambda done: self._dropped(done, stream))
+
+    def _serve(self, stream: HttpStream) -> None:
+        try:
+            self._runner.serve(stream)
+        finally:
+            with self._streams_lock:
+                self._streams.pop(stream.id, None)
+
+    def _dropped(self, future: Future[None], stream: HttpStream) -> None:
+        if future.cancelled():  # the tunnel went away before a worker took the stream
+            self._runner.never_ran(stream)
+
+    def _open_socket(self, opening: protocol.WsOpen) -> None:
+        socket = LocalSocket(
+            opening, self._config.local_host, self._config.local_port, self._send_any, self._events
+        )
+        socket.on_done = self._socket_done
+        with self._streams_lock:
+            if opening.stream in self._streams or opening.stream in self._sockets:
+                raise ProtocolError(f"stream {opening.stream} opened twice")
+            self._sockets[opening.stream] = socket
+        socket.start()
+
+    def _socket_done(self, stream_id: int) -> None:
+        with self._streams_lock:
+            self._sockets.pop(stream_id, None)
+
+    def _stream(self, stream_id: int) -> HttpStream | None:
         with self._streams_lock:
             return self._streams.get(stream_id)
 
     def _socket(self, stream_id: int) -> LocalSocket | None:
         with self._streams_lock:
             return self._sockets.get(stream_id)
-
-    def _socket_done(self, stream_id: int) -> None:
-        with self._streams_lock:
-            socket = self._sockets.pop(stream_id, None)
-        if socket is not None:
-            self._log_line(f"{'WS':<7} stream {stream_id}  closed")
-
-    def _send_any(self, message: protocol.Message) -> None:
-        """Send from a socket thread; a lost tunnel ends that socket, not the thread."""
-        with contextlib.suppress(ConnectionLost):
-            if isinstance(message, (protocol.Data, protocol.WsFrame)):
-                self.send_data(message)
-            else:
-                self.send(message)
-
-    # -- one stream, on a worker thread ----------------------------------------
-
-    def _serve(self, stream: ClientStream) -> None:
-        started = time.monotonic()
-        status: int | str = "-"
-        exchange = Exchange(self._pool, stream.request)
-        stream.exchange = exchange
-        try:
-            exchange.send_request(stream.request_chunks(), lambda: self._ack(stream))
-            response = exchange.receive_response()
-            status = response.status
-            self.send(
-                protocol.Response(
-                    stream=stream.id,
-                    status=response.status,
-                    headers=protocol.validate_headers(response.headers),
-                    body=response.body,
-                    # The server may then pass head and first chunk on together.
-                    data_follows=response.body and exchange.body_waiting(),
-                )
-            )
-            if response.body:
-                for chunk, last in exchange.body_chunks():
-                    stream.wait_credit()
-                    self.send_data(protocol.Data(stream.id, chunk, end=last))
-        except _StreamCancelled:
-            status = "cancelled"
-        except (LocalError, ProtocolError) as exc:
-            if not stream.cancelled.is_set():
-                status = 502 if status == "-" else f"{status} aborted"
-                self._send_quietly(protocol.StreamError(stream=stream.id, message=str(exc)))
-        except ConnectionLost:
-            status = "tunnel lost"
-        except Exception:
-            logger.exception("bug while serving stream %d", stream.id)
-            self._send_quietly(protocol.StreamError(stream=stream.id, message="client error"))
-        finally:
-            if stream.cancelled.is_set():
-                exchange.abort()
-            exchange.finish()
-            with self._streams_lock:
-                self._streams.pop(stream.id, None)
-            self._log(stream.request, status, time.monotonic() - started)
-
-    def _ack(self, stream: ClientStream) -> None:
-        credit = stream.chunk_sent()
-        if credit:
-            self.send(protocol.Window(stream=stream.id, chunks=credit))
-
-    def _send_quietly(self, message: protocol.ControlMessage) -> None:
-        with contextlib.suppress(ConnectionLost):
-            self.send(message)
-
-    def _log(self, request: protocol.Request, status: int | str, seconds: float) -> None:
-        self._log_line(f"{request.method:<7} {request.path}  {status}  {seconds * 1000:.0f} ms")
-
-    def _log_line(self, line: str) -> None:
-        with self._print_lock:
-            print(line, file=self._out, flush=True)
 
 
 def _closed_by_server(payload: bytes) -> None:
@@ -359,7 +246,7 @@ def authenticate(ws: websocket.WebSocket, token: str, subdomain: str | None) -> 
             raise ConnectionLost(f"server sent {type(reply).__name__} instead of auth_ok")
 
 
-def run(config: Config, out: TextIO = sys.stdout, max_attempts: int | None = None) -> None:
+def run(config: Config, events: Events, max_attempts: int | None = None) -> None:
     """Keep a tunnel up until interrupted; raise TunnelError if it cannot be."""
     subdomain: str | None = None
     failures = 0
@@ -378,12 +265,11 @@ def run(config: Config, out: TextIO = sys.stdout, max_attempts: int | None = Non
                 ok = authenticate(ws, config.token, subdomain)
                 ws.settimeout(PING_TIMEOUT)
                 if subdomain is not None and ok.subdomain != subdomain:
-                    print(f"Previous subdomain {subdomain} was taken.", file=out, flush=True)
+                    events.subdomain_changed(subdomain, ok.subdomain)
                 subdomain = ok.subdomain
                 failures = 0
-                print(f"Tunnel active: {ok.url}", file=out, flush=True)
-                print(f"→ forwarding to {config.local_origin}", file=out, flush=True)
-                Tunnel(ws, config, out).run()
+                events.tunnel_active(ok.url, ok.subdomain, config.local_origin)
+                Tunnel(ws, config, events).run()
                 reason = "connection lost"
             except ConnectionLost as exc:
                 reason = str(exc) or "connection lost"
@@ -393,6 +279,6 @@ def run(config: Config, out: TextIO = sys.stdout, max_attempts: int | None = Non
                 ws.close()
         failures += 1
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
-        print(f"Tunnel down ({reason}); reconnecting in {delay:.1f} s", file=out, flush=True)
+        events.tunnel_down(reason, delay)
         time.sleep(delay)
     raise TunnelError("gave up reconnecting")

@@ -3,7 +3,12 @@
 Each socket has two threads: one reads messages from the local server and sends
 them to the tunnel as fragments (waiting for window credit, which slows the
 local server through TCP if the public side reads slowly), the other writes
-what comes from the tunnel to the local server and hands credit back.
+what comes from the tunnel to the local server and hands credit back. The
+windows, fragments and reassembly follow ``client.flow``.
+
+Each socket keeps a ``SocketRecord``: opened when the handshake arrives, then
+ended once, when its reader thread ends, by whichever came first: a close from
+either side, a refusal or failure of the local server, or an abort.
 """
 
 from __future__ import annotations
@@ -14,58 +19,93 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import websocket
 
 from . import protocol
-from .protocol import CHUNK_SIZE, MAX_WS_MESSAGE, WINDOW_CHUNKS, ProtocolError
+from .events import Events, Failure, SocketRecord
+from .flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
+from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
 
 #: Seconds the local server has to complete the opening handshake.
 HANDSHAKE_TIMEOUT = 10.0
 
+#: Seconds the socket's reader waits for its writer thread to end.
+WRITER_JOIN_TIMEOUT = 5.0
+
 Send = Callable[[Any], None]
 
 
+@dataclass(frozen=True)
+class _Closed:
+    code: int | None
+    by: Literal["public", "local"]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    failure: Failure
+    reason: str = ""
+
+
 class LocalSocket:
-    def __init__(self, opening: protocol.WsOpen, host: str, port: int, send: Send) -> None:
+    """The local side of one public WebSocket, with its record from open to end."""
+
+    def __init__(
+        self, opening: protocol.WsOpen, host: str, port: int, send: Send, events: Events
+    ) -> None:
         self.id = opening.stream
+        self.record = SocketRecord.from_opening(opening)
         self._opening = opening
         self._url = f"ws://{f'[{host}]' if ':' in host else host}:{port}{opening.path}"
         self._send = send
+        self._events = events
+        #: How the socket ended, first come first kept; reported when its thread ends.
+        self._ending: _Closed | _Failed | None = None
         self._incoming: queue.Queue[protocol.WsFrame | protocol.WsClose | None] = queue.Queue()
-        self._unacked = 0
-        self._lock = threading.Lock()
-        self._credit = threading.Semaphore(WINDOW_CHUNKS)
+        # client.flow's window rules under one Condition, which also wakes the
+        # reader waiting for credit when the socket is stopped.
+        self._flow = threading.Condition(threading.Lock())
+        self._inbound = ReceiveWindow(batch=1)  # fragments from the tunnel: credit each one
+        self._outbound = SendWindow()  # fragments to the tunnel
         self._stopped = threading.Event()
         self._ws: websocket.WebSocket | None = None
         self.on_done: Callable[[int], None] = lambda stream_id: None
 
     def start(self) -> None:
+        self._events.websocket_opened(self.record)
         threading.Thread(target=self._run, name=f"ws-{self.id}", daemon=True).start()
 
     # -- from the tunnel (reader thread of the tunnel) -------------------------
 
     def frame(self, message: protocol.WsFrame) -> None:
-        with self._lock:
-            if self._unacked >= WINDOW_CHUNKS:
-                raise ProtocolError(f"stream {self.id} sent beyond its window")
-            self._unacked += 1
+        with self._flow:
+            try:
+                self._inbound.received()
+            except ProtocolError as exc:
+                raise ProtocolError(f"stream {self.id}: {exc}") from exc
         self._incoming.put(message)
 
     def close_from_public(self, message: protocol.WsClose) -> None:
         self._incoming.put(message)
 
     def credit(self, chunks: int) -> None:
-        self._credit.release(chunks)
+        with self._flow:
+            self._outbound.granted(chunks)
+            self._flow.notify()
 
-    def abort(self) -> None:
-        """Drop the local connection now: the tunnel or the public side is gone."""
-        self._stopped.set()
+    def abort(self, failure: Failure) -> None:
+        """Drop the local connection now: the public side (``CANCELLED``) or the tunnel is gone."""
+        self._end(_Failed(failure))
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._stop()
         self._incoming.put(None)
-        self._credit.release(WINDOW_CHUNKS)
         ws = self._ws
         if ws is not None and ws.sock is not None:
             # Not ws.abort(): it does nothing once a close frame has been sent, and
@@ -73,9 +113,21 @@ class LocalSocket:
             with contextlib.suppress(OSError):
                 ws.sock.shutdown(socket.SHUT_RDWR)
 
+    def _stop(self) -> None:
+        """Mark the socket stopped and wake the reader if it waits for credit."""
+        with self._flow:
+            self._stopped.set()
+            self._flow.notify_all()
+
+    def _end(self, ending: _Closed | _Failed) -> None:
+        with self._flow:
+            if self._ending is None:
+                self._ending = ending
+
     # -- the local side (own threads) ------------------------------------------
 
     def _run(self) -> None:
+        writer: threading.Thread | None = None
         try:
             ws = self._connect()
             if ws is None:
@@ -83,11 +135,28 @@ class LocalSocket:
             writer = threading.Thread(target=self._write_loop, name=f"ws-{self.id}-w", daemon=True)
             writer.start()
             self._read_loop(ws)
+        except Exception:
+            logger.exception("bug in WebSocket stream %d", self.id)
+            self._end(_Failed(Failure.CLIENT_ERROR))
         finally:
-            self.abort()
-            if self._ws is not None:
-                self._ws.shutdown()  # closes the file descriptor
-            self.on_done(self.id)
+            try:
+                self._shutdown()
+                if writer is not None:
+                    writer.join(WRITER_JOIN_TIMEOUT)  # its byte counts belong in the record
+                if self._ws is not None:
+                    self._ws.shutdown()  # closes the file descriptor
+                self.on_done(self.id)
+            finally:
+                self._report_end()
+
+    def _report_end(self) -> None:
+        match self._ending:
+            case _Closed(code=code, by=by):
+                self._events.websocket_closed(self.record, code, by)
+            case _Failed(failure=failure, reason=reason):
+                self._events.websocket_failed(self.record, failure, reason)
+            case None:  # every way out sets an ending; a bug if not
+                self._events.websocket_failed(self.record, Failure.CLIENT_ERROR)
 
     def _connect(self) -> websocket.WebSocket | None:
         opening = self._opening
@@ -112,10 +181,12 @@ class LocalSocket:
             )
         except websocket.WebSocketBadStatusException as exc:
             status = exc.status_code if 100 <= exc.status_code <= 599 else 502
+            self._end(_Failed(Failure.REFUSED, f"local server refused with {status}"))
             self._send(protocol.WsReject(stream=self.id, status=status))
             return None
         except (OSError, websocket.WebSocketException) as exc:
             message = f"local WebSocket failed: {exc or exc.__class__.__name__}"[:300]
+            self._end(_Failed(Failure.LOCAL_ERROR, message))
             self._send(protocol.StreamError(stream=self.id, message=message))
             return None
         ws.settimeout(None)
@@ -123,7 +194,9 @@ class LocalSocket:
         if self._stopped.is_set():  # cancelled while connecting
             ws.abort()
             return None
-        self._send(protocol.WsAccept(stream=self.id, subprotocol=ws.getsubprotocol()))
+        subprotocol = ws.getsubprotocol()
+        self._send(protocol.WsAccept(stream=self.id, subprotocol=subprotocol))
+        self._events.websocket_accepted(self.record, subprotocol)
         return ws
 
     def _read_loop(self, ws: websocket.WebSocket) -> None:
@@ -132,24 +205,41 @@ class LocalSocket:
                 opcode, data = ws.recv_data()
             except (OSError, websocket.WebSocketException):
                 if not self._stopped.is_set():
+                    self._end(_Closed(1006, "local"))
                     self._send(protocol.WsClose(stream=self.id, code=1006))
                 return
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 logger.debug("stream %d: local side closed", self.id)
                 if not self._stopped.is_set():
-                    self._send(_close_message(self.id, data))
+                    close = _close_message(self.id, data)
+                    self._end(_Closed(close.code, "local"))
+                    self._send(close)
                 return
             text = opcode == websocket.ABNF.OPCODE_TEXT
-            pieces = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
+            pieces = split_chunks(data)
             for index, piece in enumerate(pieces):
-                self._credit.acquire()
-                if self._stopped.is_set():
+                if not self._wait_credit():
                     return
                 fin = index == len(pieces) - 1
                 self._send(protocol.WsFrame(self.id, piece, text=text, fin=fin))
+            record = self.record
+            record.bytes_out += len(data)
+            record.messages_out += 1
+            if self._events.tapping:
+                self._events.websocket_message(record, data, text, from_public=False)
+
+    def _wait_credit(self) -> bool:
+        """Wait until one more fragment may go and count it as sent; False once stopped."""
+        with self._flow:
+            while not self._outbound.open and not self._stopped.is_set():
+                self._flow.wait()
+            if self._stopped.is_set():
+                return False
+            self._outbound.sent()
+            return True
 
     def _write_loop(self) -> None:
-        message = bytearray()
+        message = Reassembly()
         while True:
             item = self._incoming.get()
             if item is None or self._stopped.is_set():
@@ -159,24 +249,33 @@ class LocalSocket:
             try:
                 if isinstance(item, protocol.WsClose):
                     logger.debug("stream %d: public side closed (%s)", self.id, item.code)
-                    self._stopped.set()  # the reader must not report the close reply
+                    self._end(_Closed(item.code, "public"))
+                    self._stop()  # the reader must not report the close reply
                     _send_close(ws, item)
                     return
-                message += item.payload
-                if len(message) > MAX_WS_MESSAGE:
+                try:
+                    whole = message.add(item.payload, item.fin)
+                except MessageTooBig:
                     _send_close(ws, protocol.WsClose(self.id, 1009, "message too big"))
                     return
-                if item.fin:
+                if whole is not None:
                     opcode = (
                         websocket.ABNF.OPCODE_TEXT if item.text else websocket.ABNF.OPCODE_BINARY
                     )
-                    ws.send(bytes(message), opcode)
-                    message.clear()
+                    ws.send(whole, opcode)
+                    self._delivered(whole, item.text)
             except (OSError, websocket.WebSocketException):
                 return
-            with self._lock:
-                self._unacked -= 1
-            self._send(protocol.Window(stream=self.id, chunks=1))
+            with self._flow:
+                credit = self._inbound.consumed()
+            self._send(protocol.Window(stream=self.id, chunks=credit))
+
+    def _delivered(self, message: bytes, text: bool) -> None:
+        record = self.record
+        record.bytes_in += len(message)
+        record.messages_in += 1
+        if self._events.tapping:
+            self._events.websocket_message(record, message, text, from_public=True)
 
 
 def _close_message(stream: int, payload: bytes) -> protocol.WsClose:

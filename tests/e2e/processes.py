@@ -5,6 +5,7 @@ Every wait has a deadline and every failure shows the process's own output.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from bench.procs import BenchError, clean_environ, reset_peak_rss, run_manage, status_kb
 
@@ -28,8 +29,13 @@ CLIENT_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 LISTENING_RE = r"Listening on TCP address 127\.0\.0\.1:(\d+)"
-ACTIVE_RE = r"Tunnel active: (http://([a-z0-9]+)\.localhost)\s*$"
-DOWN_RE = r"Tunnel down \(.*\); reconnecting in"
+#: The line a person sees in the client's text output when the tunnel is up.
+TEXT_ACTIVE_RE = r"^Tunnel active: (http://([a-z0-9]+)\.localhost)$"
+
+
+def event_re(event: str) -> str:
+    """The pattern of one ``--log-format json`` line of the client: ``{"event":"<event>",...}``."""
+    return rf'^\{{"event":"{re.escape(event)}"[,}}]'
 
 
 class LineNotFound(AssertionError):
@@ -179,7 +185,11 @@ class Server(Process):
 
 
 class Client(Process):
-    """``python -m client`` forwarding to a local port on 127.0.0.1."""
+    """``python -m client`` forwarding to a local port on 127.0.0.1.
+
+    It prints JSON lines (``--log-format json``), which the tests read, unless
+    started with ``log_format="text"``, the lines a person reads.
+    """
 
     def __init__(
         self,
@@ -190,9 +200,10 @@ class Client(Process):
         home: Path,
         token_flag: bool = False,
         name: str = "client",
+        log_format: str = "json",
     ) -> None:
         argv = [PYTHON, "-m", "client", "--port", str(local_port), "--host", "127.0.0.1"]
-        argv += ["--server", server_url]
+        argv += ["--server", server_url, "--log-format", log_format]
         env = clean_environ({"HOME": str(home)})
         if token_flag:
             argv += ["--token", token]
@@ -200,16 +211,63 @@ class Client(Process):
             env["TUNNEL_TOKEN"] = token
         super().__init__(name, argv, env, merge=False)
         self.local_port = local_port
+        self.log_format = log_format
 
     def wait_active(
         self, start: int = 0, timeout: float = CLIENT_START_TIMEOUT
     ) -> tuple[int, str, str]:
-        """Wait for ``Tunnel active: <url>``; return its line index, the URL and the subdomain."""
-        try:
-            index, match = self.stdout.wait_for(ACTIVE_RE, timeout, start)
-        except LineNotFound as exc:
-            raise AssertionError(f"{self.name} did not connect: {exc}\n{self.describe()}") from None
-        return index, match[1], match[2]
+        """Wait for the tunnel to be up; return the line's index, the URL and the subdomain."""
+        if self.log_format == "text":
+            try:
+                index, match = self.stdout.wait_for(TEXT_ACTIVE_RE, timeout, start)
+            except LineNotFound as exc:
+                raise AssertionError(
+                    f"{self.name} did not connect: {exc}\n{self.describe()}"
+                ) from None
+            return index, match[1], match[2]
+        index, active = self.wait_event("tunnel_active", timeout, start)
+        return index, active["url"], active["subdomain"]
+
+    def wait_down(self, start: int = 0, timeout: float = CLIENT_START_TIMEOUT) -> int:
+        """Wait for the client to say its tunnel is down; return the line's index."""
+        index, _ = self.wait_event("tunnel_down", timeout, start)
+        return index
+
+    def wait_event(
+        self,
+        event: str,
+        timeout: float = CLIENT_START_TIMEOUT,
+        start: int = 0,
+        where: Mapping[str, Any] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Wait for an ``event`` line whose fields include ``where``; return index and object."""
+        assert self.log_format == "json", f"{self.name} prints text, not events"
+        wanted = dict(where or {})
+        deadline = time.monotonic() + timeout
+        index = start
+        while True:
+            try:
+                index, _ = self.stdout.wait_for(
+                    event_re(event), max(0.0, deadline - time.monotonic()), index
+                )
+            except LineNotFound as exc:
+                raise AssertionError(
+                    f"{self.name} printed no {event} event with {wanted}: {exc}\n{self.describe()}"
+                ) from None
+            found: dict[str, Any] = json.loads(self.stdout.lines[index])
+            if wanted.items() <= found.items():
+                return index, found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name} printed no {event} event with {wanted} in {timeout} s\n"
+                    f"{self.describe()}"
+                )
+            index += 1
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        """Every JSON line of ``event`` printed so far."""
+        pattern = re.compile(event_re(event))
+        return [json.loads(line) for line in list(self.stdout.lines) if pattern.search(line)]
 
 
 def peak_rss(pid: int) -> int:

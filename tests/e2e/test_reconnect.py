@@ -10,7 +10,6 @@ import pytest
 from . import rawclient
 from .conftest import Launcher, Token, Tunnel
 from .localserver import LocalServer
-from .processes import DOWN_RE
 from .tcpproxy import TCPProxy
 
 pytestmark = pytest.mark.timeout(90)
@@ -46,7 +45,7 @@ def test_dropped_connection_gets_subdomain_back(
     assert_forwards(tunnel.port, host, f"/{uid}/before")
 
     assert proxy.cut() > 0
-    down, _ = client.stdout.wait_for(DOWN_RE, RECONNECT_TIMEOUT, first)
+    down = client.wait_down(start=first, timeout=RECONNECT_TIMEOUT)
     _, url_again, _ = client.wait_active(start=down, timeout=RECONNECT_TIMEOUT)
 
     assert url_again == url
@@ -69,7 +68,7 @@ def test_server_restart_keeps_subdomain(
     assert_forwards(server.port, host, f"/{uid}/before")
 
     server.stop(stop_signal)
-    down, _ = client.stdout.wait_for(DOWN_RE, RECONNECT_TIMEOUT, first)
+    down = client.wait_down(start=first, timeout=RECONNECT_TIMEOUT)
     restarted = launcher.server(port=server.port, name="second-server")
     _, url_again, _ = client.wait_active(start=down, timeout=RECONNECT_TIMEOUT)
 

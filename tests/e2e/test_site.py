@@ -61,17 +61,6 @@ def test_no_tunnel_is_502(tunnel: Tunnel) -> None:
     assert response.value("Luminet-Error") == "tunnel-not-found"
 
 
-def test_client_prints_banner_and_one_line_per_request(tunnel: Tunnel, uid: str) -> None:
-    """The client prints where it forwards, then a line with method, path and status."""
-    tunnel.client.stdout.wait_for(
-        rf"forwarding to http://127\.0\.0\.1:{tunnel.local.port}\b", timeout=1
-    )
-    tunnel.local.route(f"/{uid}/logged", Reply(status=201, body=b""))
-    response = rawclient.request(tunnel.port, "PUT", f"/{uid}/logged", tunnel.host)
-    assert response.status == 201
-    tunnel.client.stdout.wait_for(rf"PUT\s+/{uid}/logged\b.*\b201\b", timeout=10)
-
-
 def test_local_server_refusing_is_502(
     launcher: Launcher, tunnel: Tunnel, dev_token: Token, refusing_port: int
 ) -> None:

@@ -1,0 +1,20 @@
+"""The client's exceptions::
+
+TunnelError          the tunnel cannot go on; the CLI prints it and exits non-zero
+└── AuthFailed       the server refused the token (exit status 3)
+ConnectionLost       the WebSocket to the server broke; the client reconnects
+"""
+
+from __future__ import annotations
+
+
+class TunnelError(Exception):
+    """The tunnel cannot continue; the CLI prints the message and exits non-zero."""
+
+
+class AuthFailed(TunnelError):
+    pass
+
+
+class ConnectionLost(Exception):
+    """The WebSocket broke; the client reconnects."""
