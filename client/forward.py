@@ -34,6 +34,28 @@ class LocalResponse:
     body: bool
 
 
+#: Interim (1xx) heads skipped before a final one; more is a local server gone wrong.
+MAX_INTERIM_RESPONSES = 32
+
+
+class FinalResponse(http.client.HTTPResponse):
+    """http.client's response, reading past interim heads to the final one.
+
+    RFC 9110 section 15.2: 1xx heads (103 Early Hints, 102 Processing) come before
+    the final response; http.client skips only 100 and would hand on a 103 as the
+    answer, which the tunnel refuses. They are dropped here: ASGI, and so daphne,
+    has no way to send an interim head to the public client.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(MAX_INTERIM_RESPONSES):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 102 <= status < 200:
+                return version, status, reason
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+        raise http.client.HTTPException("too many interim responses")
+
+
 class ConnectionPool:
     """Keep-alive connections to the one local address, at most ``size`` idle ones."""
 
@@ -52,7 +74,9 @@ class ConnectionPool:
                 if _still_open(conn):
                     return conn, True
                 conn.close()
-        return http.client.HTTPConnection(self.host, self.port), False
+        conn = http.client.HTTPConnection(self.host, self.port)
+        conn.response_class = FinalResponse
+        return conn, False
 
     def give_back(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:

@@ -100,7 +100,7 @@ class Tunnel:
                     if opcode == websocket.ABNF.OPCODE_BINARY:
                         self._received_data(protocol.decode_data(payload))
                     else:
-                        self._received_control(protocol.decode(payload))
+                        self._received_control(protocol.decode_from_server(payload))
                 except ProtocolError as exc:
                     logger.warning("protocol error from server: %s", exc)
                     raise ConnectionLost(f"protocol error: {exc}") from exc
@@ -133,7 +133,7 @@ class Tunnel:
             except (OSError, websocket.WebSocketException):
                 return
 
-    def _received_control(self, message: protocol.ControlMessage) -> None:
+    def _received_control(self, message: protocol.FromServer) -> None:
         match message:
             case protocol.Request():
                 self._open_stream(HttpStream(message))
@@ -154,15 +154,8 @@ class Tunnel:
                     local.close_from_public(message)
             case protocol.AuthError(message=text):
                 raise AuthFailed(text)
-            case (
-                protocol.Auth()
-                | protocol.AuthOk()
-                | protocol.Response()
-                | protocol.StreamError()
-                | protocol.WsAccept()
-                | protocol.WsReject()
-            ):
-                raise ProtocolError(f"unexpected {type(message).__name__} from the server")
+            case protocol.AuthOk():
+                raise ProtocolError("auth_ok after authentication")
             case _:
                 assert_never(message)
 
@@ -234,7 +227,7 @@ def _closed_by_server(payload: bytes) -> None:
 def authenticate(ws: websocket.WebSocket, token: str, subdomain: str | None) -> protocol.AuthOk:
     ws.send(protocol.encode(protocol.Auth(token=token, subdomain=subdomain)))
     try:
-        reply = protocol.decode(ws.recv())
+        reply = protocol.decode_from_server(ws.recv())
     except ProtocolError as exc:
         raise ConnectionLost(f"server sent an invalid reply: {exc}") from exc
     match reply:

@@ -180,9 +180,12 @@ class LocalSocket:
                 **options,
             )
         except websocket.WebSocketBadStatusException as exc:
-            status = exc.status_code if 100 <= exc.status_code <= 599 else 502
-            self._end(_Failed(Failure.REFUSED, f"local server refused with {status}"))
-            self._send(protocol.WsReject(stream=self.id, status=status))
+            # A refusal is a final answer that is not a success (the protocol takes
+            # 300-599); anything else from the local server is a failed handshake.
+            status = exc.status_code if 300 <= exc.status_code <= 599 else 502
+            self._end(_Failed(Failure.REFUSED, f"local server refused with {exc.status_code}"))
+            refusal = _refusal_headers(exc.resp_headers)
+            self._send(protocol.WsReject(stream=self.id, status=status, headers=refusal))
             return None
         except (OSError, websocket.WebSocketException) as exc:
             message = f"local WebSocket failed: {exc or exc.__class__.__name__}"[:300]
@@ -276,6 +279,16 @@ class LocalSocket:
         record.messages_in += 1
         if self._events.tapping:
             self._events.websocket_message(record, message, text, from_public=True)
+
+
+def _refusal_headers(received: Any) -> protocol.Headers:
+    """The refusal's end-to-end headers (a WWW-Authenticate, a Location) to pass on;
+    none if any would not travel on the tunnel."""
+    pairs = [(str(name), str(value)) for name, value in (received or {}).items()]
+    try:
+        return protocol.end_to_end(protocol.validate_headers(pairs))
+    except ProtocolError:
+        return []
 
 
 def _close_message(stream: int, payload: bytes) -> protocol.WsClose:

@@ -186,3 +186,30 @@ def test_bodiless_status_then_next_request(tunnel: Tunnel, uid: str, status: int
     assert end_to_end(first.headers) == end_to_end(list(headers))
     assert (second.status, second.body) == (200, b"ok")
     assert third.status == status
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+        b"HTTP/1.1 102 Processing\r\n\r\n" * 3,
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.js>\r\n\r\n",
+    ],
+    ids=["103", "102-thrice", "100-then-103"],
+)
+def test_interim_responses_are_consumed_and_the_final_one_arrives(
+    tunnel: Tunnel, uid: str, interim: bytes
+) -> None:
+    """Issue 8, defect 4: 1xx heads before the answer no longer reach the server as a
+    final status (which closed the whole tunnel); the public client gets the answer."""
+    path = f"/{uid}/interim"
+
+    def answer(incoming) -> bool:
+        incoming.wfile.write(interim + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+        incoming.wfile.flush()
+        return True
+
+    tunnel.local.stream(path, answer)
+    response = rawclient.request(tunnel.port, "GET", path, tunnel.host)
+    assert (response.status, response.body) == (200, b"final")
+    assert response.values("Link") == []

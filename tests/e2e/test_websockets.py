@@ -116,6 +116,25 @@ def test_local_refusal_status_reaches_public_client(ws_tunnel: WsTunnel, uid: st
     assert not seen.upgraded
 
 
+def test_local_refusal_headers_reach_public_client(ws_tunnel: WsTunnel, uid: str) -> None:
+    """A 401 with WWW-Authenticate comes back with its header (issue 9: WsReject.headers)."""
+    challenge = ("WWW-Authenticate", 'Basic realm="hmr"')
+    ws_tunnel.local.route(f"/{uid}/auth", HttpReply(401, b"who?", headers=(challenge,)))
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_tunnel.port, ws_tunnel.host, f"/{uid}/auth")
+    response = refused.value.response
+    assert response.status_code == 401
+    assert response.headers.get_all("WWW-Authenticate") == ['Basic realm="hmr"']
+
+
+def test_a_success_status_instead_of_an_upgrade_is_502(ws_tunnel: WsTunnel, uid: str) -> None:
+    """A local server answering the handshake with 200 (a page, not a socket) is a 502."""
+    ws_tunnel.local.route(f"/{uid}/page", HttpReply(200, b"<html>"))
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_tunnel.port, ws_tunnel.host, f"/{uid}/page")
+    assert refused.value.response.status_code == 502
+
+
 def test_no_tunnel_connected_is_502(tunnel: Tunnel, uid: str) -> None:
     """A handshake for a subdomain with no tunnel is refused with 502."""
     with pytest.raises(InvalidStatus) as refused:

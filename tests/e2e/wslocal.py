@@ -51,6 +51,8 @@ class HttpReply:
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
+    #: More header lines, sent after the framing ones.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class WsLocalServer:
                 ("Content-Type", reply.content_type),
                 ("Content-Length", str(len(reply.body))),
                 ("Connection", "close"),
+                *reply.headers,
             ]
         )
         return Response(reply.status, HTTPStatus(reply.status).phrase, headers, reply.body)
