@@ -22,6 +22,7 @@ Decoding raises only :class:`ProtocolError`.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import re
 import struct
@@ -58,13 +59,29 @@ SUBDOMAIN_LENGTH = 6
 SUBDOMAIN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 SUBDOMAIN_RE = re.compile(rf"[a-z0-9]{{{SUBDOMAIN_LENGTH}}}")
 
-# WebSocket close codes the server uses (4000-4999 is the application range).
-CLOSE_PROTOCOL_ERROR = 4400
-CLOSE_AUTH_FAILED = 4401
-CLOSE_AUTH_TIMEOUT = 4408
-CLOSE_SUBDOMAIN_LOST = 4409
-#: A newer connection with the same token took this tunnel's subdomain over.
-CLOSE_REPLACED = 4410
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes we send or act on (RFC 6455 section 7.4.1; ours are in the
+    application range 4000-4999)."""
+
+    NORMAL = 1000
+    #: Never in a close frame: the close had no code.
+    NO_STATUS = 1005
+    #: Never in a close frame: the connection dropped without a closing handshake.
+    ABNORMAL = 1006
+    INVALID_PAYLOAD = 1007
+    MESSAGE_TOO_BIG = 1009
+    SERVER_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    #: Never in a close frame: the TLS handshake failed.
+    TLS_HANDSHAKE = 1015
+    PROTOCOL_ERROR = 4400
+    AUTH_FAILED = 4401
+    AUTH_TIMEOUT = 4408
+    SUBDOMAIN_LOST = 4409
+    #: A newer connection with the same token took this tunnel's subdomain over.
+    REPLACED = 4410
+
 
 # Binary frame layout.
 FRAME_HEADER = struct.Struct(">BBI")

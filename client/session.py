@@ -217,9 +217,9 @@ def _closed_by_server(payload: bytes) -> None:
     """Raise what a close frame from the server means for the client."""
     code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
     reason = payload[2:].decode("utf-8", "replace")
-    if code == protocol.CLOSE_REPLACED:
+    if code == protocol.CloseCode.REPLACED:
         raise TunnelError("another connection with the same token took this tunnel over")
-    if code == protocol.CLOSE_AUTH_FAILED:
+    if code == protocol.CloseCode.AUTH_FAILED:
         raise AuthFailed(reason or "invalid token")
     raise ConnectionLost(f"server closed the tunnel ({code} {reason})".replace(" )", ")"))
 

@@ -27,7 +27,7 @@ import websocket
 from . import protocol
 from .events import Events, Failure, SocketRecord
 from .flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
-from .protocol import ProtocolError
+from .protocol import CloseCode, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +208,8 @@ class LocalSocket:
                 opcode, data = ws.recv_data()
             except (OSError, websocket.WebSocketException):
                 if not self._stopped.is_set():
-                    self._end(_Closed(1006, "local"))
-                    self._send(protocol.WsClose(stream=self.id, code=1006))
+                    self._end(_Closed(CloseCode.ABNORMAL, "local"))
+                    self._send(protocol.WsClose(stream=self.id, code=CloseCode.ABNORMAL))
                 return
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 logger.debug("stream %d: local side closed", self.id)
@@ -259,7 +259,9 @@ class LocalSocket:
                 try:
                     whole = message.add(item.payload, item.fin)
                 except MessageTooBig:
-                    _send_close(ws, protocol.WsClose(self.id, 1009, "message too big"))
+                    _send_close(
+                        ws, protocol.WsClose(self.id, CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    )
                     return
                 if whole is not None:
                     opcode = (
@@ -303,10 +305,10 @@ def _close_message(stream: int, payload: bytes) -> protocol.WsClose:
 
 def _send_close(ws: websocket.WebSocket, message: protocol.WsClose) -> None:
     # RFC 6455 section 7.4.1: 1005 means "no code", 1006 "no closing handshake".
-    if message.code == 1006 or message.code == 1015:
+    if message.code in (CloseCode.ABNORMAL, CloseCode.TLS_HANDSHAKE):
         if ws.sock is not None:
             ws.sock.shutdown(socket.SHUT_RDWR)
-    elif message.code is None or message.code == 1005:
+    elif message.code is None or message.code == CloseCode.NO_STATUS:
         ws.send(b"", websocket.ABNF.OPCODE_CLOSE)
     else:
         ws.send_close(message.code, message.reason.encode("utf-8"))

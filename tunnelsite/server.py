@@ -56,6 +56,7 @@ from twisted.web.http import (
 )
 from zope.interface import implementer
 
+from client.protocol import CloseCode
 from tunnels.relay.errors import TunnelError
 
 logger = logging.getLogger(__name__)
@@ -551,9 +552,9 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
 
     def _close(self, code: int | None, reason: str) -> None:
         # RFC 6455 section 7.4.1: 1005, 1006 and 1015 never appear in a close frame.
-        if code in (1006, 1015):
+        if code in (CloseCode.ABNORMAL, CloseCode.TLS_HANDSHAKE):
             self.dropConnection(abort=True)
-        elif code is None or code == 1005:
+        elif code is None or code == CloseCode.NO_STATUS:
             self.sendCloseFrame()
         else:
             self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123] or None)

@@ -111,7 +111,7 @@ def test_deeply_nested_json_before_auth_is_a_protocol_error(
     raw = RawTunnel(tunnel.server.ws_url, None)
     raw_tunnels.append(raw)
     raw.ws.send("[" * 100_000)
-    assert raw.close_code() == protocol.CLOSE_PROTOCOL_ERROR
+    assert raw.close_code() == protocol.CloseCode.PROTOCOL_ERROR
     assert_serves(tunnel)
 
 
@@ -124,7 +124,7 @@ def test_deeply_nested_json_from_a_live_tunnel_frees_its_subdomain(
     raw = RawTunnel(server.ws_url, dev_token)
     raw_tunnels.append(raw)
     raw.ws.send("{" * 100_000)
-    assert raw.close_code() == protocol.CLOSE_PROTOCOL_ERROR
+    assert raw.close_code() == protocol.CloseCode.PROTOCOL_ERROR
     assert_not_found_for(server.port, f"{raw.subdomain}.localhost", 4 * HEARTBEAT)
 
 

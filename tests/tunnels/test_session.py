@@ -47,7 +47,7 @@ def test_the_first_message_must_be_auth():
             await tunnel.client_says(protocol.Window(stream=1, chunks=1))
             return await tunnel.close_code()
 
-    assert run(scenario()) == protocol.CLOSE_PROTOCOL_ERROR
+    assert run(scenario()) == protocol.CloseCode.PROTOCOL_ERROR
 
 
 def test_an_invalid_token_is_refused_and_closed():
@@ -59,7 +59,7 @@ def test_an_invalid_token_is_refused_and_closed():
 
     reply, code = run(scenario())
     assert reply == protocol.AuthError("invalid token")
-    assert code == protocol.CLOSE_AUTH_FAILED
+    assert code == protocol.CloseCode.AUTH_FAILED
 
 
 def test_auth_makes_the_subdomain_route_to_this_session():
@@ -103,7 +103,7 @@ def test_a_message_for_a_stream_of_the_other_kind_closes_the_tunnel():
             await stream.close()
             return code
 
-    assert run(scenario()) == protocol.CLOSE_PROTOCOL_ERROR
+    assert run(scenario()) == protocol.CloseCode.PROTOCOL_ERROR
 
 
 def test_an_http_answer_to_a_websocket_stream_closes_the_tunnel():
@@ -121,7 +121,7 @@ def test_an_http_answer_to_a_websocket_stream_closes_the_tunnel():
             await tunnel.client_says(protocol.Response(stream=ws_open.stream, status=200))
             return await tunnel.close_code()
 
-    assert run(scenario()) == protocol.CLOSE_PROTOCOL_ERROR
+    assert run(scenario()) == protocol.CloseCode.PROTOCOL_ERROR
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ def test_messages_only_the_server_sends_close_the_tunnel(message):
             await tunnel.client_says(message)
             return await tunnel.close_code()
 
-    assert run(scenario()) == protocol.CLOSE_PROTOCOL_ERROR
+    assert run(scenario()) == protocol.CloseCode.PROTOCOL_ERROR
 
 
 def test_a_response_body_beyond_the_window_closes_the_tunnel():
@@ -161,7 +161,7 @@ def test_a_response_body_beyond_the_window_closes_the_tunnel():
             await stream.close()
             return code
 
-    assert run(scenario()) == protocol.CLOSE_PROTOCOL_ERROR
+    assert run(scenario()) == protocol.CloseCode.PROTOCOL_ERROR
 
 
 def test_credit_from_the_view_lets_the_client_send_more():
@@ -283,7 +283,7 @@ def test_replacement_closes_the_older_connection():
             assert (await new.next_sent()).subdomain == ok.subdomain
             return await old.close_code()
 
-    assert run(scenario()) == protocol.CLOSE_REPLACED
+    assert run(scenario()) == protocol.CloseCode.REPLACED
 
 
 def test_replaced_message_is_typed_on_the_layer():
@@ -303,7 +303,7 @@ def test_a_revoked_token_closes_the_tunnel_at_the_next_heartbeat():
             return code, reply
 
     code, reply = run(scenario())
-    assert code == protocol.CLOSE_AUTH_FAILED
+    assert code == protocol.CloseCode.AUTH_FAILED
     assert reply == protocol.AuthError("token revoked")
 
 

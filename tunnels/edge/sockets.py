@@ -19,7 +19,7 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from client.flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
-from client.protocol import Headers, end_to_end
+from client.protocol import CloseCode, Headers, end_to_end
 from tunnels.messages import (
     StreamData,
     StreamError,
@@ -57,8 +57,6 @@ _HANDSHAKE_HEADERS = frozenset(
         "sec-websocket-protocol",
     }
 )
-#: Close code for "the tunnel went away" (RFC 6455 section 7.4.1: 1011 server error).
-CLOSE_TUNNEL_GONE = 1011
 #: Bytes from the public client waiting for the local server's credit. daphne
 #: reads public frames without pausing, so beyond this the socket is closed with
 #: 1013 (try again later) instead of the server holding whatever a client sends.
@@ -110,7 +108,7 @@ class SocketBridge:
         self._pending_bytes += len(payload)
         if self._pending_bytes > MAX_PENDING_BYTES:
             logger.warning("tunnel %s: local WebSocket not keeping up; closing", self._subdomain)
-            await self._close(1013, "local server not keeping up")
+            await self._close(CloseCode.TRY_AGAIN_LATER, "local server not keeping up")
             return
         pieces = split_chunks(payload)
         for index, piece in enumerate(pieces):
@@ -166,7 +164,7 @@ class SocketBridge:
         try:
             message = self._message.add(frame.data, frame.fin)
         except MessageTooBig:
-            await self._close(1009, "message too big")
+            await self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")
             return
         if message is not None:
             if frame.text:
@@ -174,7 +172,7 @@ class SocketBridge:
                     text = message.decode("utf-8")
                 except UnicodeDecodeError:
                     # RFC 6455 section 8.1: a text message must be UTF-8; 1007 says not.
-                    await self._close(1007, "invalid UTF-8 in a text message")
+                    await self._close(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text message")
                     return
                 await self._send({"type": "websocket.send", "text": text})
             else:
@@ -193,7 +191,7 @@ class SocketBridge:
         if self._state == "connecting":
             await self._deny(HTTPStatus.BAD_GATEWAY)
         else:
-            await self._close(CLOSE_TUNNEL_GONE, message[:120])
+            await self._close(CloseCode.SERVER_ERROR, message[:120])
 
     # -- internals ---------------------------------------------------------
 
@@ -211,7 +209,7 @@ class SocketBridge:
             await self._layer.send(self._tunnel, to_layer(message))
         except ChannelFull:
             logger.warning("tunnel %s: queue full, closing a WebSocket", self._subdomain)
-            await self._close(1013, "tunnel busy")
+            await self._close(CloseCode.TRY_AGAIN_LATER, "tunnel busy")
             return False
         return True
 

@@ -11,12 +11,11 @@ from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 
+from client.protocol import CloseCode
+
 from .receiving import is_stop, stop_receiving
 
 logger = logging.getLogger(__name__)
-
-#: RFC 6455 section 7.4.1: the server met a condition that kept it from going on.
-CLOSE_SERVER_ERROR = 1011
 
 
 class ChannelLayerFailed(Exception):
@@ -73,7 +72,7 @@ class LeanDispatch(AsyncConsumer):
             # Redis unreachable, say: not our bug, and the peer should reconnect.
             logger.warning("%s: channel layer failed (%s); closing", type(self).__name__, exc)
             with contextlib.suppress(Exception):
-                await self.base_send({"type": "websocket.close", "code": CLOSE_SERVER_ERROR})
+                await self.base_send({"type": "websocket.close", "code": CloseCode.SERVER_ERROR})
         finally:
             stopping = True
             public.cancel()  # daphne's queue: cancelling loses nothing

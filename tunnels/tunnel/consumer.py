@@ -8,7 +8,7 @@ import contextlib
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from client.protocol import AUTH_TIMEOUT, CLOSE_AUTH_TIMEOUT
+from client.protocol import AUTH_TIMEOUT, CloseCode
 from tunnels.relay.backends import Backends
 from tunnels.relay.dispatch import LeanDispatch
 
@@ -64,7 +64,7 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(AUTH_TIMEOUT)
         if self._live.subdomain is None:
-            raise SessionClosed(CLOSE_AUTH_TIMEOUT, "auth timeout")
+            raise SessionClosed(CloseCode.AUTH_TIMEOUT, "auth timeout")
 
     async def _guard(self, work) -> None:
         try:

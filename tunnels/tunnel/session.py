@@ -22,7 +22,7 @@ from django.conf import settings
 
 from client import protocol
 from client.flow import ReceiveWindow, SendWindow, split_chunks
-from client.protocol import ProtocolError, StreamRefused
+from client.protocol import CloseCode, ProtocolError, StreamRefused
 from tokens import auth
 from tokens.auth import AuthenticatedToken
 from tunnels.hosts import public_url
@@ -151,11 +151,11 @@ class TunnelSession:
                 await self._received_control(protocol.decode_from_client(text))
         except StreamRefused as exc:
             if self.subdomain is None:
-                raise SessionClosed(protocol.CLOSE_PROTOCOL_ERROR, str(exc)[:120]) from exc
+                raise SessionClosed(protocol.CloseCode.PROTOCOL_ERROR, str(exc)[:120]) from exc
             await self._refuse_stream(exc.stream, str(exc))
         except ProtocolError as exc:
             logger.warning("tunnel %s: protocol error from %s: %s", self.subdomain, self.peer, exc)
-            raise SessionClosed(protocol.CLOSE_PROTOCOL_ERROR, str(exc)[:120]) from exc
+            raise SessionClosed(protocol.CloseCode.PROTOCOL_ERROR, str(exc)[:120]) from exc
 
     async def _received_control(self, message: protocol.FromClient) -> None:
         if self.subdomain is None:
@@ -242,7 +242,7 @@ class TunnelSession:
         if token is None:
             failed_auth_log.failed(self.peer.rpartition(":")[0] or self.peer)
             await self._send_text(protocol.encode(protocol.AuthError("invalid token")))
-            raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "invalid token")
+            raise SessionClosed(protocol.CloseCode.AUTH_FAILED, "invalid token")
         try:
             subdomain, claim = await claim_subdomain(
                 self._registry, token.id, self.channel, message.subdomain
@@ -250,7 +250,7 @@ class TunnelSession:
         except RegistryError as exc:
             logger.error("tunnel registry failure for %s: %s", self.peer, exc)
             await self._send_text(protocol.encode(protocol.AuthError("server busy, try again")))
-            raise SessionClosed(1013, "try again later") from exc
+            raise SessionClosed(CloseCode.TRY_AGAIN_LATER, "try again later") from exc
         self.token_id, self.token_label, self.subdomain = token.id, token.prefix, subdomain
         if claim.replaced is not None:
             # The same token's older connection to this subdomain is stale: close it.
@@ -280,7 +280,7 @@ class TunnelSession:
                 await self._open_socket(message)
                 return
             case TunnelReplaced():
-                raise SessionClosed(protocol.CLOSE_REPLACED, "replaced by a newer connection")
+                raise SessionClosed(protocol.CloseCode.REPLACED, "replaced by a newer connection")
         # Every other message is for a stream that may have ended meanwhile (the
         # client finished or failed it): then it is expected, and dropped here.
         assert not isinstance(message, StreamMessage), f"{type(message).__name__} to a tunnel"
@@ -377,14 +377,14 @@ class TunnelSession:
             if not await self._tokens.is_still_valid(self.token_id):
                 logger.info("tunnel %s closed: token %s revoked", self.subdomain, self.token_label)
                 await self._send_text(protocol.encode(protocol.AuthError("token revoked")))
-                raise SessionClosed(protocol.CLOSE_AUTH_FAILED, "token revoked")
+                raise SessionClosed(protocol.CloseCode.AUTH_FAILED, "token revoked")
             try:
                 kept = await self._registry.refresh(self.subdomain, self.token_id, self.channel)
             except RegistryError as exc:
                 logger.warning("tunnel %s: registry refresh failed: %s", self.subdomain, exc)
                 continue
             if not kept:
-                raise SessionClosed(protocol.CLOSE_SUBDOMAIN_LOST, "subdomain lost")
+                raise SessionClosed(protocol.CloseCode.SUBDOMAIN_LOST, "subdomain lost")
 
     async def ended(self) -> None:
         """Release the subdomain and fail every stream still open. Idempotent."""
