@@ -36,6 +36,7 @@ breaks one of these hooks fails there first.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
@@ -46,7 +47,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import (
     HTTPChannel,
@@ -58,6 +59,7 @@ from zope.interface import implementer
 
 from client.protocol import CloseCode
 from tunnels.relay.errors import TunnelError
+from tunnelsite.connections import ConnectionGuard, ConnectionLimits
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +295,15 @@ class LuminetRequest(WebRequest):
         transport = getattr(self.channel, "transport", None)
         if transport is not None and hasattr(transport, "setTcpNoDelay"):
             transport.setTcpNoDelay(True)
-        return super().process()
+        result = super().process()
+        channel = getattr(self, "channel", None)
+        if self.transport is None and transport is not None and channel is not None:
+            # Upgraded to a WebSocket: the socket now belongs to that protocol, which
+            # uncounts the connection when it closes.
+            upgraded = getattr(transport, "protocol", None)
+            if isinstance(upgraded, LuminetWebSocketProtocol):
+                upgraded.release, channel.release = channel.release, None
+        return result
 
     def handle_reply(self, message):
         if self.finished or self.channel is None:
@@ -339,6 +349,12 @@ def _discard(data: bytes) -> None:
     pass
 
 
+def _peer(channel: HTTPChannel) -> str:
+    transport: Any = channel.transport
+    peer = transport.getPeer() if transport is not None else None
+    return str(getattr(peer, "host", "?"))
+
+
 class _BoundedChunkedDecoder(_ChunkedTransferDecoder):
     """Twisted's chunked decoder, refusing a chunk size no body could have.
 
@@ -373,12 +389,59 @@ class LuminetHTTPChannel(HTTPChannel):
     _lingering: Any = None
     _body_paused = False
     _saved_timeout: Any = None
+    #: Set by the factory: the limits, and how to uncount this connection.
+    limits = ConnectionLimits()
+    release: Callable[[], None] | None = None
+    _head_deadline: Any = None
+    _body_check: Any = None
+    _body_bytes = 0
+    _paused_in_window = False
+
+    def _start_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.callLater(self.limits.head_timeout, self._head_too_slow)
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        logger.warning("request head too slow from %s; closing", _peer(self))
+        self._refuse(408, "Request Timeout")
+
+    def _start_body_check(self) -> None:
+        self._body_bytes = 0
+        self._paused_in_window = False
+        self._body_check = self.callLater(self.limits.body_rate_window, self._check_body_rate)
+
+    def _check_body_rate(self) -> None:
+        self._body_check = None
+        request = self.requests[-1] if self.requests else None
+        if not (isinstance(request, LuminetRequest) and request.body_incomplete):
+            return
+        window = self.limits.body_rate_window
+        too_slow = self._body_bytes < self.limits.min_body_rate * window
+        if too_slow and not (self._paused_in_window or self._body_paused):
+            logger.warning(
+                "request body slower than %.0f B/s from %s; dropping",
+                self.limits.min_body_rate,
+                _peer(self),
+            )
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
+        self._start_body_check()
+
+    def _stop_timers(self) -> None:
+        for name in ("_head_deadline", "_body_check"):
+            timer = getattr(self, name)
+            if timer is not None and timer.active():
+                timer.cancel()
+            setattr(self, name, None)
 
     def dataReceived(self, data):
         # A request head must end its lines with CRLF (RFC 9112 section 2.2); Twisted
         # would wait for one until the idle timeout. In line mode the buffer holds no
         # whole line, so the next LF must follow a CR, here or at the buffer's end;
         # LFs in later lines of the head are caught by lineReceived.
+        if self.line_mode and data and not self._handlingRequest:
+            self._start_head_deadline()
         if self.line_mode and (lf := data.find(b"\n")) != -1:
             previous = data[lf - 1 : lf] if lf else self._buffer[-1:]
             if previous != b"\r":
@@ -418,6 +481,7 @@ class LuminetHTTPChannel(HTTPChannel):
 
     def _refuse(self, status: int, phrase: str) -> None:
         """Answer a request we cannot parse, then close (Twisted's own sends only 400)."""
+        self._stop_timers()
         self.dataReceived = _discard  # type: ignore[method-assign]
         transport: Any = self.transport
         transport.write(
@@ -427,9 +491,11 @@ class LuminetHTTPChannel(HTTPChannel):
         self.loseConnection()
 
     def allHeadersReceived(self):
+        self._stop_timers()
         super().allHeadersReceived()
         if self.length == 0:
             return  # no body: Twisted's own path, allContentReceived follows at once
+        self._start_body_check()
         request = self.requests[-1]
         if request.requestHeaders.hasHeader(b"upgrade"):
             # A WebSocket handshake has no body (RFC 6455 section 4.1: a GET).
@@ -439,14 +505,19 @@ class LuminetHTTPChannel(HTTPChannel):
 
     def rawDataReceived(self, data: bytes) -> None:
         if self._lingering is None:
+            if not self._handlingRequest:
+                self._body_bytes += len(data)
             super().rawDataReceived(data)
 
     def allContentReceived(self):
+        if self._body_check is not None:
+            self._stop_timers()
         # After a lingering start the request is gone; the rest of its body is dropped.
         if self._lingering is None:
             super().allContentReceived()
 
     def pause_for_body(self) -> None:
+        self._paused_in_window = True
         if not self._body_paused:
             self._body_paused = True
             # The caller is not idle while we hold it back: no idle timeout meanwhile.
@@ -493,6 +564,10 @@ class LuminetHTTPChannel(HTTPChannel):
         return self._networkProducer
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop_timers()
+        if self.release is not None:
+            self.release()
+            self.release = None
         if self._lingering is not None and self._lingering.active():
             self._lingering.cancel()
         super().connectionLost(reason)
@@ -504,6 +579,15 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
     close_reason = ""
     _denial_status = 403
     _denial_headers: tuple[tuple[str, str], ...] = ()
+
+    #: Uncounts the connection (moved here from the HTTP channel it upgraded from).
+    release: Callable[[], None] | None = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.release is not None:
+            self.release()
+            self.release = None
+        super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
         self.close_reason = reason or ""
@@ -586,18 +670,44 @@ def _phrase(status: int) -> str:
         return "Refused"
 
 
+class _Overloaded(Protocol):
+    """A connection past the limits: 503 and close."""
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        transport.loseConnection()
+
+
 class LuminetHTTPFactory(HTTPFactory):
     def protocol(self):  # type: ignore[override]
         return _GenericHTTPChannelProtocol(LuminetHTTPChannel())
 
     def buildProtocol(self, addr):
+        guard: ConnectionGuard = self.server.connection_guard
+        address = str(getattr(addr, "host", ""))
+        if not guard.admit(address):
+            logger.warning("connection limit reached for %s; refusing", address)
+            overloaded = _Overloaded()
+            overloaded.factory = self
+            return overloaded
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = LuminetRequest
+        channel = protocol._channel
+        channel.limits = guard.limits
+        channel.release = functools.partial(guard.closed, address)
         return protocol
 
 
 class LuminetServer(Server):
     """daphne's Server using LuminetRequest, waiting on backpressure in ``send()``."""
+
+    def __init__(self, *args, limits: ConnectionLimits | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_guard = ConnectionGuard(limits or ConnectionLimits())
 
     @property
     def http_factory(self):

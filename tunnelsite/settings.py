@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from tunnelsite.connections import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,6 +41,14 @@ def env_int(name: str, default: int) -> int:
     if number <= 0:
         raise ImproperlyConfigured(f"{name} must be positive, not {value!r}")
     return number
+
+
+def _default_max_connections() -> int:
+    """Nine tenths of the open-file limit: room for the database, Redis and logs."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(16, min(10_000, soft * 9 // 10))
 
 
 def env_float(name: str, default: float) -> float:
@@ -100,6 +111,17 @@ LUMINET_PUBLIC_SCHEME, LUMINET_TUNNEL_DOMAIN, LUMINET_PUBLIC_PORT = parse_public
 )
 # Seconds to wait for the local server's response to *start*.
 LUMINET_REQUEST_TIMEOUT = env_float("LUMINET_REQUEST_TIMEOUT", 30.0)
+# Slow and many-connection attacks (tunnelsite.connections): seconds for a request
+# head, bytes a second a started body must keep up, connections per address and in
+# all. Proxies in front (Caddy) are exempt from the per-address cap.
+LUMINET_HEADER_TIMEOUT = env_float("LUMINET_HEADER_TIMEOUT", 20.0)
+LUMINET_MIN_BODY_RATE = env_float("LUMINET_MIN_BODY_RATE", 1024.0)
+LUMINET_MAX_CONNECTIONS_PER_ADDRESS = env_int("LUMINET_MAX_CONNECTIONS_PER_ADDRESS", 256)
+LUMINET_MAX_CONNECTIONS = env_int("LUMINET_MAX_CONNECTIONS", _default_max_connections())
+try:
+    LUMINET_TRUSTED_PROXIES = parse_networks(env_str("LUMINET_TRUSTED_PROXIES") or "")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"LUMINET_TRUSTED_PROXIES: {exc}") from None
 # Largest request body the main host (admin, health) takes; tunnel bodies stream
 # through their window and have no limit of ours.
 LUMINET_MAX_BODY_BYTES = env_int("LUMINET_MAX_BODY_BYTES", 1024 * 1024)

@@ -193,6 +193,12 @@ class PublicConnection:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> PublicConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def public_connections() -> Iterator[list[PublicConnection]]:
@@ -548,3 +554,26 @@ def test_a_reserved_close_code_fails_that_socket_not_the_tunnel(
         conn.send(get(f"{hostile.subdomain}.localhost"))
         answer(hostile, [("Content-Length", "2")], b"ok")
         assert conn.read_response().body == b"ok"
+
+
+# -- slow and many-connection attacks, as configured for `serve` (defect 5) -------
+
+
+def test_serve_applies_the_connection_limits_and_frees_upgraded_sockets(
+    launcher: Launcher,
+) -> None:
+    """LUMINET_HEADER_TIMEOUT and LUMINET_MAX_CONNECTIONS_PER_ADDRESS reach the server;
+    WebSockets count while open and are uncounted when they close."""
+    server = launcher.server(LUMINET_HEADER_TIMEOUT="1", LUMINET_MAX_CONNECTIONS_PER_ADDRESS="4")
+    for _ in range(6):  # more than the cap, one after another
+        RawTunnel(server.ws_url, None).ws.close()
+    sockets = [RawTunnel(server.ws_url, None) for _ in range(3)]
+    try:
+        with PublicConnection(server.port) as slow:
+            slow.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+            assert public_get(server.port, "localhost")[0].status == 503  # the fifth
+            status, _ = read_head_now(slow)  # the fourth, answered 408 within 1 s
+        assert status == 408
+    finally:
+        for raw in sockets:
+            raw.ws.close()

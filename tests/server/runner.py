@@ -16,6 +16,7 @@ import sys
 
 from twisted.internet import reactor
 
+from tunnelsite.connections import ConnectionLimits
 from tunnelsite.server import LuminetServer
 
 from .app import App
@@ -27,7 +28,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=sorted(SERVERS))
     parser.add_argument("--http-timeout", type=int, default=None)
+    parser.add_argument("--head-timeout", type=float, default=ConnectionLimits.head_timeout)
+    parser.add_argument("--min-body-rate", type=float, default=ConnectionLimits.min_body_rate)
+    parser.add_argument("--body-rate-window", type=float, default=ConnectionLimits.body_rate_window)
+    parser.add_argument("--per-address", type=int, default=ConnectionLimits.per_address)
+    parser.add_argument("--total", type=int, default=ConnectionLimits.total)
     args = parser.parse_args()
+    limits = ConnectionLimits(
+        head_timeout=args.head_timeout,
+        min_body_rate=args.min_body_rate,
+        body_rate_window=args.body_rate_window,
+        per_address=args.per_address,
+        total=args.total,
+    )
+    options = {"limits": limits} if args.kind == "luminet" else {}
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     app = App()
@@ -37,6 +51,7 @@ def main() -> None:
         http_timeout=args.http_timeout,
         ready_callable=lambda: reactor.callWhenRunning(announce),
         server_name="",
+        **options,
     )
     app.server = server
 

@@ -78,8 +78,9 @@ class Servers:
         self._started: list[Process] = []
         self._shared: dict[str, Served] = {}
 
-    def start(self, kind: str, http_timeout: int | None = None) -> Served:
-        argv = [PYTHON, "-m", "tests.server.runner", kind]
+    def start(self, kind: str, http_timeout: int | None = None, *limits: str) -> Served:
+        """``limits`` are runner flags, e.g. ``"--head-timeout", "1"``."""
+        argv = [PYTHON, "-m", "tests.server.runner", kind, *limits]
         if http_timeout is not None:
             argv += ["--http-timeout", str(http_timeout)]
         process = Process(f"{kind}-server", argv, clean_environ({}), merge=False)
@@ -342,3 +343,68 @@ def test_unparseable_request_gets_its_status_at_once(shared, raw: bytes, status:
 def test_bare_lf_in_a_later_header_line_is_400(shared) -> None:
     received = answer_to(shared("luminet"), b"GET / HTTP/1.1\r\nHost: x\nX-Smuggled: y\r\n\r\n")
     assert received.startswith(b"HTTP/1.1 400"), received[:200]
+
+
+# -- slow and many-connection attacks (issue 8, defect 5) ------------------------
+
+
+def trickle(sock: socket.socket, piece: bytes, deadline: float) -> bytes:
+    """Send ``piece`` every 0.2 s until the server answers or closes; return its bytes."""
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(piece)
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return b"<reset>"
+        return data or b"<closed>"
+    raise AssertionError("still open at the deadline")
+
+
+@pytest.mark.parametrize("kind", servers("no deadline for a request head"))
+def test_a_head_trickled_line_by_line_gets_408(serve, kind: str) -> None:
+    """A head that has not arrived within the head timeout (here 1 s) is answered 408,
+    however often a line trickles in."""
+    served = serve(kind, None, "--head-timeout", "1")
+    with socket.create_connection(("127.0.0.1", served.port), timeout=FAST) as sock:
+        sock.sendall(b"GET /upload HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        answer = trickle(sock, b"X-Slow: yes\r\n", started + 4)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+
+
+@pytest.mark.parametrize("kind", servers("no minimum body rate"))
+def test_a_trickled_body_is_dropped(serve, kind: str) -> None:
+    """A body below the minimum rate (here 1,000 B/s over 1 s windows) ends the
+    connection; the application sees the caller leave."""
+    served = serve(kind, None, "--body-rate-window", "1", "--min-body-rate", "1000")
+    with socket.create_connection(("127.0.0.1", served.port), timeout=FAST) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        answer = trickle(sock, b"x" * 10, time.monotonic() + 4)
+    assert answer in (b"<reset>", b"<closed>"), answer[:100]
+
+
+EMPTY_UPLOAD = b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize("kind", servers("no cap on connections per address"))
+def test_connections_past_the_per_address_cap_get_503(serve, kind: str) -> None:
+    """The fourth connection from one address with a cap of three gets 503; once one
+    closes, a new one is served."""
+    served = serve(kind, None, "--per-address", "3")
+    held = [socket.create_connection(("127.0.0.1", served.port), timeout=FAST) for _ in range(3)]
+    try:
+        refused = answer_to(served, b"GET /upload HTTP/1.1\r\nHost: x\r\n\r\n")
+        held.pop().close()
+        deadline = time.monotonic() + FAST
+        while True:  # the server notices the close a moment later
+            again = answer_to(served, EMPTY_UPLOAD)
+            if not again.startswith(b"HTTP/1.1 503") or time.monotonic() > deadline:
+                break
+    finally:
+        for sock in held:
+            sock.close()
+    assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
+    assert again.startswith(b"HTTP/1.1 200"), again[:100]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 from daphne.cli import CommandLineInterface
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from client.protocol import MAX_WS_MESSAGE
+from tunnelsite.connections import ConnectionLimits
 from tunnelsite.server import LuminetServer
 
 
@@ -41,9 +46,21 @@ class Command(BaseCommand):
             # configured in settings).
             "--verbosity",
             "1" if access_log else "0",
+            # Public WebSocket messages up to the protocol's limit (daphne: 1 MiB).
+            "--websocket-max-message-size",
+            str(MAX_WS_MESSAGE),
+            "--websocket-max-frame-size",
+            str(MAX_WS_MESSAGE),
         ]
         if proxy_headers:
             daphne_args.append("--proxy-headers")
+        limits = ConnectionLimits(
+            head_timeout=settings.LUMINET_HEADER_TIMEOUT,
+            min_body_rate=settings.LUMINET_MIN_BODY_RATE,
+            per_address=settings.LUMINET_MAX_CONNECTIONS_PER_ADDRESS,
+            total=settings.LUMINET_MAX_CONNECTIONS,
+            trusted=settings.LUMINET_TRUSTED_PROXIES,
+        )
         cli = CommandLineInterface()
-        cli.server_class = LuminetServer
+        cli.server_class = functools.partial(LuminetServer, limits=limits)
         cli.run([*daphne_args, "tunnelsite.asgi:application"])
