@@ -460,7 +460,7 @@ def decode(text: str | bytes) -> ControlMessage:
                     encoded = reason.encode("utf-8")
                 except UnicodeEncodeError:
                     raise ProtocolError("close reason is not valid UTF-8") from None
-                if len(encoded) > 123:
+                if len(encoded) > MAX_CLOSE_REASON_BYTES:
                     raise ProtocolError("close reason longer than 123 bytes")
             return WsClose(stream=stream, code=code, reason=reason)
         case _:
@@ -478,6 +478,20 @@ def is_close_code(code: int) -> bool:
 
 
 _DEFINED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1006, *range(1007, 1015)})
+#: RFC 6455 section 5.5: a close frame's payload is at most 125 bytes, 2 of them the code.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_fields(code: int | None, reason: str) -> tuple[int | None, str]:
+    """A close as a ``ws_close`` may carry it, from whatever a WebSocket library said.
+
+    1005 and codes a close frame may not hold become None (no code); the reason is
+    cut to 123 bytes of UTF-8 on a character boundary.
+    """
+    if code is not None and (code == CloseCode.NO_STATUS or not is_close_code(code)):
+        code = None
+    data = reason.encode("utf-8", "replace")[:MAX_CLOSE_REASON_BYTES]
+    return code, data.decode("utf-8", "ignore")
 
 
 def decode_from_client(text: str | bytes) -> FromClient:

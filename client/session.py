@@ -27,7 +27,7 @@ from .events import Events, Failure
 from .exchanges import ExchangeRunner, HttpStream
 from .forward import ConnectionPool, Exchange
 from .frames import MaskedFrame
-from .protocol import ProtocolError
+from .protocol import ProtocolError, StreamRefused
 from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,10 @@ class Tunnel:
                         self._received_data(protocol.decode_data(payload))
                     else:
                         self._received_control(protocol.decode_from_server(payload))
+                except StreamRefused as exc:
+                    # A bad message for one stream fails that stream, not the tunnel.
+                    logger.warning("stream %d refused: %s", exc.stream, exc)
+                    self._refuse_stream(exc.stream, str(exc))
                 except ProtocolError as exc:
                     logger.warning("protocol error from server: %s", exc)
                     raise ConnectionLost(f"protocol error: {exc}") from exc
@@ -203,6 +207,16 @@ class Tunnel:
     def _socket_done(self, stream_id: int) -> None:
         with self._streams_lock:
             self._sockets.pop(stream_id, None)
+
+    def _refuse_stream(self, stream_id: int, reason: str) -> None:
+        """End one stream whose message from the server the protocol refuses."""
+        if (stream := self._stream(stream_id)) is not None:
+            stream.cancel(Failure.CLIENT_ERROR)
+        elif (local := self._socket(stream_id)) is not None:
+            local.abort(Failure.CLIENT_ERROR)
+        else:
+            return
+        self._send_any(protocol.StreamError(stream=stream_id, message=reason[:300]))
 
     def _stream(self, stream_id: int) -> HttpStream | None:
         with self._streams_lock:

@@ -296,11 +296,10 @@ def _refusal_headers(received: Any) -> protocol.Headers:
 def _close_message(stream: int, payload: bytes) -> protocol.WsClose:
     if len(payload) < 2:
         return protocol.WsClose(stream=stream)
-    code = int.from_bytes(payload[:2], "big")
-    reason = payload[2:].decode("utf-8", "replace")[:120]
-    return protocol.WsClose(
-        stream=stream, code=code if 1000 <= code <= 4999 else None, reason=reason
+    code, reason = protocol.close_fields(
+        int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8", "replace")
     )
+    return protocol.WsClose(stream=stream, code=code, reason=reason)
 
 
 def _send_close(ws: websocket.WebSocket, message: protocol.WsClose) -> None:

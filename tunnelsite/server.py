@@ -725,7 +725,10 @@ class LuminetServer(Server):
     @ws_factory.setter
     def ws_factory(self, factory: WebSocketFactory):
         factory.protocol = LuminetWebSocketProtocol
-        factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT)
+        # failByDrop off: a peer that broke the rules (a message past the size limit)
+        # gets a close frame with the reason code before the connection ends, not a
+        # bare drop that resets it mid-send.
+        factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT, failByDrop=False)
         self._ws_factory = factory
 
     def create_application(self, protocol, scope):

@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from client.protocol import MAX_WS_MESSAGE
+
 from . import rawclient
 from .conftest import Launcher, Token, Tunnel, WsTunnel
 from .wslocal import CLOSE_COMMAND, HttpReply, connect
@@ -48,6 +50,28 @@ def test_megabyte_messages_both_ways(ws_tunnel: WsTunnel, uid: str) -> None:
     assert isinstance(got_binary, bytes) and len(got_binary) == MEGABYTE
     assert got_binary == binary
     assert isinstance(got_text, str) and got_text == text
+
+
+def test_messages_up_to_the_protocol_limit_cross_whole(ws_tunnel: WsTunnel, uid: str) -> None:
+    """Issue 8, defect 7: a 15 MiB message crosses both ways (daphne used to stop at
+    1 MiB, against the documented 16 MiB)."""
+    message = bytes(i % 251 for i in range(15 * 2**20))
+    with connect(ws_tunnel.port, ws_tunnel.host, f"/{uid}/huge", max_size=None) as ws:
+        ws.send(message)
+        echoed = ws.recv(timeout=WAIT)
+    assert echoed == message
+
+
+def test_a_message_past_the_protocol_limit_is_refused_with_1009(
+    ws_tunnel: WsTunnel, uid: str
+) -> None:
+    with (
+        connect(ws_tunnel.port, ws_tunnel.host, f"/{uid}/toohuge", max_size=None) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.send(bytes(MAX_WS_MESSAGE + 1))
+        ws.recv(timeout=WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 def test_message_order_is_kept(ws_tunnel: WsTunnel, uid: str) -> None:

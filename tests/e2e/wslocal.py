@@ -228,6 +228,8 @@ class WsLocalServer:
             # Keepalive pings would only add traffic the tests do not ask for.
             ping_interval=None,
             close_timeout=CLOSE_TIMEOUT,
+            # As large as the tunnel carries (client.protocol.MAX_WS_MESSAGE), and more.
+            max_size=None,
             create_connection=Connection,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]

@@ -333,3 +333,22 @@ def test_a_bad_stream_id_or_window_is_a_tunnel_error(raw):
 )  # fmt: skip
 def test_close_codes_follow_rfc_6455(code, allowed):
     assert protocol.is_close_code(code) is allowed
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        (1000, "bye", (1000, "bye")),
+        (1005, "", (None, "")),
+        (1004, "x", (None, "x")),
+        (1006, "", (1006, "")),
+        (4000, "é" * 100, (4000, "é" * 61)),  # 122 bytes: a whole character fits no more
+        (None, "a" * 200, (None, "a" * 123)),
+        (1000, "\ud800 lone", (1000, "? lone")),
+    ],
+)
+def test_close_fields_make_any_close_fit_a_ws_close(code, reason, expected):
+    """Whatever a WebSocket library reports becomes a ws_close the peer accepts."""
+    assert protocol.close_fields(code, reason) == expected
+    closing = protocol.WsClose(1, *protocol.close_fields(code, reason))
+    assert protocol.decode(protocol.encode(closing)) == closing

@@ -19,7 +19,15 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from client.flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
-from client.protocol import CloseCode, Headers, end_to_end
+from client.protocol import (
+    CHUNK_SIZE,
+    MAX_WS_MESSAGE,
+    WINDOW_CHUNKS,
+    CloseCode,
+    Headers,
+    close_fields,
+    end_to_end,
+)
 from tunnels.messages import (
     StreamData,
     StreamError,
@@ -60,7 +68,8 @@ _HANDSHAKE_HEADERS = frozenset(
 #: Bytes from the public client waiting for the local server's credit. daphne
 #: reads public frames without pausing, so beyond this the socket is closed with
 #: 1013 (try again later) instead of the server holding whatever a client sends.
-MAX_PENDING_BYTES = 8 * 1024 * 1024
+#: One whole message of the largest size must fit, with a window on top.
+MAX_PENDING_BYTES = MAX_WS_MESSAGE + WINDOW_CHUNKS * CHUNK_SIZE
 
 Send = Callable[[dict], Awaitable[None]]
 
@@ -123,7 +132,7 @@ class SocketBridge:
         if self._state == "connecting":
             await self._to_tunnel(TunnelCancel(self._channel))
         else:
-            await self._to_tunnel(TunnelWsClose(self._channel, code, reason))
+            await self._to_tunnel(TunnelWsClose(self._channel, *close_fields(code, reason)))
         self._state = "closed"
         self._stop()
 
@@ -242,7 +251,7 @@ class SocketBridge:
         if self._state == "open":
             self._state = "closed"
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
-            await self._to_tunnel(TunnelWsClose(self._channel, code, reason))
+            await self._to_tunnel(TunnelWsClose(self._channel, *close_fields(code, reason)))
         self._stop()
 
     def _stop(self) -> None:
