@@ -8,10 +8,12 @@ caller is a raw socket. Faults use a private ``redis-server``, never the shared 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,11 +41,11 @@ FAST = 3.0
 class RawTunnel:
     """A tunnel WebSocket driven by hand: it sends what the test says, nothing else."""
 
-    def __init__(self, ws_url: str, token: Token | None) -> None:
+    def __init__(self, ws_url: str, token: Token | None, subdomain: str | None = None) -> None:
         self.ws = websocket.create_connection(ws_url, timeout=15)
         self.subdomain = ""
         if token is not None:
-            self.ws.send(protocol.encode(protocol.Auth(token=token.value)))
+            self.ws.send(protocol.encode(protocol.Auth(token=token.value, subdomain=subdomain)))
             reply = protocol.decode(self.ws.recv())
             assert isinstance(reply, protocol.AuthOk), reply
             self.subdomain = reply.subdomain
@@ -577,3 +579,50 @@ def test_serve_applies_the_connection_limits_and_frees_upgraded_sockets(
     finally:
         for raw in sockets:
             raw.ws.close()
+
+
+# -- faults: a stopped client, racing claims ------------------------------------
+
+
+def test_a_stopped_client_replaced_by_its_token_never_takes_the_name_back(
+    launcher: Launcher, dev_token: Token, local_server, raw_tunnels: list[RawTunnel]
+) -> None:
+    """A client SIGSTOPped while a new connection of its token takes its subdomain: its
+    old session ends without touching the new owner's entry, and once resumed the
+    client learns it was replaced and exits instead of fighting for the name."""
+    server = launcher.server(LUMINET_HEARTBEAT_INTERVAL=str(HEARTBEAT))
+    stopped = launcher.client(server, dev_token, local_server.port)
+    _, _, subdomain = stopped.wait_active()
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        new_owner = RawTunnel(server.ws_url, dev_token, subdomain=subdomain)
+        raw_tunnels.append(new_owner)
+        assert new_owner.subdomain == subdomain
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    assert stopped.wait_exit(timeout=15) != 0
+    # Several heartbeats later the new owner still has the name and gets its traffic.
+    deadline = time.monotonic() + 3 * HEARTBEAT
+    while time.monotonic() < deadline:
+        with rawclient.RawConnection(server.port) as conn:
+            conn.send(get(f"{subdomain}.localhost"))
+            answer(new_owner, [("Content-Length", "3")], b"new")
+            assert conn.read_response().body == b"new"
+
+
+def test_racing_claims_of_one_name_by_two_tokens_have_one_winner(
+    tunnel: Tunnel, dev_token: Token, database: Database, raw_tunnels: list[RawTunnel]
+) -> None:
+    """Two tokens asking for the same free name at the same moment: exactly one gets it,
+    the other a name of its own."""
+    other = database.issue_token("e2e-race")
+    wanted = uuid.uuid4().hex[:6]
+    with ThreadPoolExecutor(2) as pool:
+        racers = list(
+            pool.map(
+                lambda token: RawTunnel(tunnel.server.ws_url, token, subdomain=wanted),
+                [dev_token, other],
+            )
+        )
+    raw_tunnels.extend(racers)
+    assert sorted(r.subdomain == wanted for r in racers) == [False, True]
