@@ -5,6 +5,9 @@
 - Once a body has started, it must keep up ``min_body_rate`` bytes a second over
   each ``body_rate_window``, or the connection is dropped; time the server itself
   holds the body back (backpressure) does not count.
+- A WebSocket peer that reads nothing of what we send for ``stall_timeout``
+  seconds is dropped (a tunnel client that stops reading would otherwise hold its
+  server's sends); until then our sends to it wait.
 - At most ``per_address`` connections from one address and ``total`` in all;
   one more gets 503 and is closed. Trusted proxies (Caddy in front, which carries
   many callers on its connections) are exempt from the per-address cap.
@@ -30,6 +33,8 @@ class ConnectionLimits:
     body_rate_window: float = 10.0
     per_address: int = 256
     total: int = 10_000
+    #: Seconds a WebSocket peer may leave our writes unread before it is dropped.
+    stall_timeout: float = 60.0
     #: Addresses never held to ``per_address`` (proxies in front of the server).
     trusted: tuple[Network, ...] = field(default=())
 

@@ -303,6 +303,8 @@ class LuminetRequest(WebRequest):
             upgraded = getattr(transport, "protocol", None)
             if isinstance(upgraded, LuminetWebSocketProtocol):
                 upgraded.release, channel.release = channel.release, None
+                # The transport still reports a full write buffer to the channel.
+                channel.upgraded = upgraded
         return result
 
     def handle_reply(self, message):
@@ -343,6 +345,13 @@ class LuminetRequest(WebRequest):
             self.abort()
             return
         super().check_timeouts()
+
+
+def reactor_call_later(seconds: float, function: Callable[[], None]) -> Any:
+    from twisted.internet import reactor as installed  # the asyncio one daphne installed
+
+    reactor: Any = installed
+    return reactor.callLater(seconds, function)
 
 
 def _discard(data: bytes) -> None:
@@ -394,6 +403,22 @@ class LuminetHTTPChannel(HTTPChannel):
     release: Callable[[], None] | None = None
     _head_deadline: Any = None
     _body_check: Any = None
+    #: The WebSocket this connection was upgraded to: the transport's pause and
+    #: resume signals (its write buffer) still come here, and go on to it.
+    upgraded: LuminetWebSocketProtocol | None = None
+
+    def pauseProducing(self):
+        if self.upgraded is not None:
+            self.upgraded.write_paused()
+            return
+        super().pauseProducing()
+
+    def resumeProducing(self):
+        if self.upgraded is not None:
+            self.upgraded.write_resumed()
+            return
+        super().resumeProducing()
+
     _body_bytes = 0
     _paused_in_window = False
 
@@ -582,11 +607,46 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
 
     #: Uncounts the connection (moved here from the HTTP channel it upgraded from).
     release: Callable[[], None] | None = None
+    #: The transport's pause/resume signal; sends wait while the peer is not reading.
+    backpressure: _Backpressure | None = None
+    _stalled: Any = None
+
+    def write_paused(self) -> None:
+        """The peer stopped reading (our writes fill the transport's buffer)."""
+        if self.backpressure is None:
+            self.backpressure = _Backpressure(paused=True)
+        self.backpressure.pauseProducing()
+        if self._stalled is None:
+            self._stalled = reactor_call_later(self._stall_timeout(), self._stall_timed_out)
+
+    def write_resumed(self) -> None:
+        if self.backpressure is not None:
+            self.backpressure.resumeProducing()
+        if self._stalled is not None and self._stalled.active():
+            self._stalled.cancel()
+        self._stalled = None
+
+    def _stall_timeout(self) -> float:
+        guard = getattr(getattr(self, "server", None), "connection_guard", None)
+        return guard.limits.stall_timeout if guard is not None else ConnectionLimits.stall_timeout
+
+    def _stall_timed_out(self) -> None:
+        self._stalled = None
+        logger.warning(
+            "WebSocket peer %s read nothing for %.0f s; dropping",
+            getattr(self, "client_addr", "?"),
+            self._stall_timeout(),
+        )
+        self.dropConnection(abort=True)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.release is not None:
             self.release()
             self.release = None
+        if self._stalled is not None and self._stalled.active():
+            self._stalled.cancel()
+        if self.backpressure is not None:
+            self.backpressure.stopProducing()  # a waiting send goes on, and is dropped
         super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
@@ -755,7 +815,9 @@ class LuminetServer(Server):
         async def send(message):
             await self.handle_reply(protocol, message)
             backpressure = getattr(protocol, "backpressure", None)
-            if backpressure is not None and message.get("more_body"):
+            if backpressure is not None and (
+                message.get("more_body") or message.get("type") == "websocket.send"
+            ):
                 await backpressure.wait()
 
         return send

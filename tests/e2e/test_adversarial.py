@@ -626,3 +626,34 @@ def test_racing_claims_of_one_name_by_two_tokens_have_one_winner(
         )
     raw_tunnels.extend(racers)
     assert sorted(r.subdomain == wanted for r in racers) == [False, True]
+
+
+# -- memory: a tunnel that never reads (defect 6) --------------------------------
+
+
+def test_a_tunnel_that_stops_reading_is_dropped_and_its_callers_answered(
+    launcher: Launcher, dev_token: Token, local_server, raw_tunnels: list[RawTunnel]
+) -> None:
+    """The server's sends to a tunnel client that reads nothing wait instead of piling
+    up in memory, and after LUMINET_STALL_TIMEOUT the tunnel is dropped: every caller
+    gets an answer, and another tunnel on the server goes on serving."""
+    server = launcher.server(LUMINET_STALL_TIMEOUT="2", LUMINET_REQUEST_TIMEOUT="30")
+    healthy = launcher.client(server, dev_token, local_server.port, name="healthy")
+    _, _, healthy_subdomain = healthy.wait_active()
+    deaf = RawTunnel(server.ws_url, dev_token)
+    raw_tunnels.append(deaf)
+    deaf.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    body = os.urandom(2**20)
+
+    def upload() -> int:
+        response = rawclient.request(
+            server.port, "POST", "/up", f"{deaf.subdomain}.localhost", body=body, timeout=30
+        )
+        return response.status
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: upload(), range(16)))
+    assert time.monotonic() - started < 25, "callers waited for the request timeout"
+    assert set(statuses) <= {502, 503}, statuses
+    assert public_get(server.port, f"{healthy_subdomain}.localhost")[0].status == 200

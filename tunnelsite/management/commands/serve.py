@@ -57,6 +57,7 @@ class Command(BaseCommand):
         limits = ConnectionLimits(
             head_timeout=settings.LUMINET_HEADER_TIMEOUT,
             min_body_rate=settings.LUMINET_MIN_BODY_RATE,
+            stall_timeout=settings.LUMINET_STALL_TIMEOUT,
             per_address=settings.LUMINET_MAX_CONNECTIONS_PER_ADDRESS,
             total=settings.LUMINET_MAX_CONNECTIONS,
             trusted=settings.LUMINET_TRUSTED_PROXIES,
