@@ -77,7 +77,9 @@ class HttpStream:
         self.cancelled: Failure | None = None
         self.exchange: LocalExchange | None = None
         self._flow = threading.Condition(threading.Lock())
-        self._receive = ReceiveWindow()  # request chunks from the server
+        # Request chunks from the server: a first window of one chunk, widened when a
+        # worker starts the stream (client.protocol.INITIAL_REQUEST_CHUNKS).
+        self._receive = ReceiveWindow(size=protocol.INITIAL_REQUEST_CHUNKS)
         self._send = SendWindow()  # response chunks to the server
 
     # -- from the reader thread ------------------------------------------------
@@ -120,6 +122,11 @@ class HttpStream:
             yield chunk
             if end:
                 return
+
+    def started(self) -> int:
+        """A worker took the stream up: the credit that opens the whole window."""
+        with self._flow:
+            return self._receive.widen(protocol.WINDOW_CHUNKS)
 
     def chunk_sent(self) -> int:
         """Count a chunk as taken by the local server; return the credit to send back.
@@ -196,6 +203,8 @@ class ExchangeRunner:
 
     def _run(self, stream: HttpStream, exchange: LocalExchange) -> None:
         record, events = stream.record, self._events
+        if stream.request.body and (credit := stream.started()):
+            self._wire.send(protocol.Window(stream=stream.id, chunks=credit))
         exchange.send_request(self._request_body(stream), lambda: self._credit_back(stream))
         response = exchange.receive_response()
         headers = protocol.validate_headers(response.headers)

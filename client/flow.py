@@ -15,11 +15,14 @@ from .protocol import CHUNK_SIZE, CREDIT_BATCH, MAX_WS_MESSAGE, WINDOW_CHUNKS, P
 
 
 class SendWindow:
-    """Chunks we may still send before the receiver hands credit back."""
+    """Chunks we may still send before the receiver hands credit back.
 
-    def __init__(self, size: int = WINDOW_CHUNKS) -> None:
+    ``initial`` is what may go before the first credit (all of ``size`` by default).
+    """
+
+    def __init__(self, size: int = WINDOW_CHUNKS, initial: int | None = None) -> None:
         self.size = size
-        self.available = size
+        self.available = size if initial is None else initial
 
     @property
     def open(self) -> bool:
@@ -59,6 +62,12 @@ class ReceiveWindow:
         if self.in_flight + chunks > self.size:
             raise ProtocolError("a stream sent beyond its window")
         self.in_flight += chunks
+
+    def widen(self, size: int) -> int:
+        """Let the sender have ``size`` chunks out; return the credit that says so."""
+        extra = max(0, size - self.size)
+        self.size += extra
+        return extra
 
     def consumed(self, chunks: int = 1) -> int:
         """Count ``chunks`` as consumed; return the credit to send back now (maybe 0)."""

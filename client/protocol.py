@@ -30,7 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL_VERSION = 1
+#: 2: a request body starts with a window of INITIAL_REQUEST_CHUNKS (issue 8).
+PROTOCOL_VERSION = 2
 
 #: Body bytes per binary frame: well under daphne's 1 MiB WebSocket message cap.
 CHUNK_SIZE = 64 * 1024
@@ -40,6 +41,11 @@ CHUNK_SIZE = 64 * 1024
 #: WebSocket and back): on Redis 4 chunks gave 8 MB/s, 16 gave 52 and 32 gave 70-77
 #: (docs/performance.md).
 WINDOW_CHUNKS = 32
+#: Request-body chunks the server may send for a stream before the client starts
+#: serving it; the client widens the window to WINDOW_CHUNKS when a worker takes the
+#: stream up. A stream queued behind busy workers so holds 64 KiB, not 2 MiB: 150
+#: queued uploads took the client from 24 to 329 MB (issue 8, defect 6).
+INITIAL_REQUEST_CHUNKS = 1
 #: Body receivers return credit for this many chunks at a time (each credit is a
 #: message, and on Redis a round trip); a quarter of the window keeps data flowing.
 CREDIT_BATCH = WINDOW_CHUNKS // 4

@@ -17,7 +17,7 @@ from client.errors import ConnectionLost
 from client.events import Events, Failure
 from client.exchanges import ExchangeRunner, HttpStream
 from client.forward import LocalError, LocalResponse
-from client.protocol import CREDIT_BATCH, WINDOW_CHUNKS, ProtocolError
+from client.protocol import CREDIT_BATCH, INITIAL_REQUEST_CHUNKS, WINDOW_CHUNKS, ProtocolError
 
 from .test_events import Raising, Recorder, Tapping, ends
 
@@ -144,8 +144,23 @@ def in_thread(target: Callable[[], object]) -> threading.Thread:
 
 
 def feed(stream: HttpStream, chunks: list[bytes]) -> None:
+    """Queue the request body as the server sends it once the stream has started."""
+    stream.started()  # the worker's Window opening the whole window, sent in serve()
     for number, chunk in enumerate(chunks, 1):
         stream.chunk_received(chunk, end=number == len(chunks))
+
+
+def test_a_body_waiting_for_a_worker_holds_one_chunk_and_starting_opens_the_window() -> None:
+    """Protocol 2: before a worker starts the stream the server may send one chunk; the
+    worker's first message widens the window to WINDOW_CHUNKS."""
+    stream = HttpStream(request(body=True, method="POST"))
+    stream.chunk_received(b"first", end=False)
+    with pytest.raises(ProtocolError):
+        stream.chunk_received(b"second", end=False)
+    fresh = HttpStream(request(body=True, method="POST"))
+    fresh.chunk_received(b"x", end=True)
+    wire, _ = serve(Local(), fresh)
+    assert wire.sent[0] == protocol.Window(fresh.id, WINDOW_CHUNKS - INITIAL_REQUEST_CHUNKS)
 
 
 def test_a_complete_exchange_finishes_with_its_byte_counts() -> None:
@@ -186,6 +201,7 @@ def test_a_body_ending_on_a_batch_sends_no_credit_for_its_end() -> None:
 
 def test_a_request_chunk_beyond_the_window_is_a_protocol_error() -> None:
     stream = HttpStream(request(body=True, method="PUT"))
+    stream.started()
     for _ in range(WINDOW_CHUNKS):
         stream.chunk_received(b"x", end=False)
     with pytest.raises(ProtocolError, match="stream 1"):

@@ -112,3 +112,18 @@ def test_reassembly_refuses_a_message_past_the_limit():
     with pytest.raises(MessageTooBig):
         joiner.add(b"de", fin=True)
     assert joiner.add(b"ok", fin=True) == b"ok"  # the next message starts afresh
+
+
+def test_a_small_first_window_is_widened_once():
+    """A request body starts with one chunk of window; starting the stream grants the rest."""
+    sender, receiver = SendWindow(initial=1), ReceiveWindow(size=1)
+    sender.sent()
+    receiver.received()
+    assert not sender.open
+    with pytest.raises(ProtocolError):
+        receiver.received()
+    credit = receiver.widen(WINDOW_CHUNKS)
+    assert credit == WINDOW_CHUNKS - 1
+    assert sender.granted(credit) == credit
+    assert sender.available == WINDOW_CHUNKS - 1
+    assert receiver.widen(WINDOW_CHUNKS) == 0

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from client import protocol
-from client.protocol import WINDOW_CHUNKS
+from client.protocol import INITIAL_REQUEST_CHUNKS, WINDOW_CHUNKS
 from tunnels.messages import StreamResponse, TunnelReplaced, TunnelWsOpen, to_layer
 from tunnels.registry import Route
 from tunnels.relay.errors import InvalidResponse, LocalServerError, TunnelClosed
@@ -324,13 +324,16 @@ def test_a_heartbeat_after_the_end_claims_nothing():
 
 
 def test_window_credit_for_unsent_chunks_does_not_reach_the_view():
-    """A client granting credit for request chunks it never got is clipped."""
+    """A client may widen a request's first window to the full window, no further:
+    credit beyond it is clipped."""
 
     async def scenario():
         layer_backends = backends()
         async with scripted_tunnel(layer_backends) as tunnel:
             await tunnel.authenticate()
             stream, request = await open_get(tunnel)
+            assert stream._request_window.available == INITIAL_REQUEST_CHUNKS
+            await tunnel.client_says(protocol.Window(stream=request.stream, chunks=WINDOW_CHUNKS))
             await tunnel.client_says(protocol.Window(stream=request.stream, chunks=8))
             await tunnel.client_says(protocol.Response(stream=request.stream, status=204))
             head = await stream.response(timeout=2)

@@ -21,7 +21,7 @@ from channels.exceptions import ChannelFull
 from django.core.exceptions import RequestAborted
 
 from client.flow import ReceiveWindow, SendWindow, chunk_count
-from client.protocol import CHUNK_SIZE, Headers
+from client.protocol import CHUNK_SIZE, INITIAL_REQUEST_CHUNKS, Headers
 from tunnels.messages import (
     ErrorKind,
     StreamData,
@@ -96,7 +96,8 @@ class Stream:
         self._reply = reply_channel
         self._liveness_interval = liveness_interval
         self._inbox: asyncio.Queue[StreamMessage] = asyncio.Queue()
-        self._request_window = SendWindow()
+        # The client widens it when it starts serving the stream (protocol 2).
+        self._request_window = SendWindow(initial=INITIAL_REQUEST_CHUNKS)
         self._response_window = ReceiveWindow()
         self._credit_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []

@@ -424,7 +424,10 @@ class TunnelSession:
     def _new_stream(self, reply: str, websocket: bool) -> int:
         stream_id = self._next_stream
         self._next_stream += 1
-        self._streams[stream_id] = _StreamState(reply=reply, websocket=websocket)
+        state = _StreamState(reply=reply, websocket=websocket)
+        if not websocket:  # the same first window as the view's (client.protocol)
+            state.request = SendWindow(initial=protocol.INITIAL_REQUEST_CHUNKS)
+        self._streams[stream_id] = state
         self._by_reply[reply] = stream_id
         self._requests += 1
         return stream_id
