@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness import Client, Process, Server, clean_environ, manage, serve_argv
+
 from .localserver import LocalServer
-from .processes import Client, Server, clean_environ, manage
 from .wslocal import WsLocalServer
 
 #: Our own database number on the shared Redis server; keys also carry a per-run prefix.
@@ -84,7 +85,7 @@ class Launcher:
         self.database = database
         self.layer = layer
         self.home = home
-        self._processes: list[Server | Client] = []
+        self._processes: list[Process] = []
 
     def server_env(self, **settings: str) -> dict[str, str]:
         env = self.database.env
@@ -100,9 +101,12 @@ class Launcher:
         return env
 
     def server(self, port: int = 0, name: str = "server", **settings: str) -> Server:
-        """Start a server; ``settings`` are LUMINET_* overrides, e.g. LUMINET_REQUEST_TIMEOUT."""
-        server = Server(self.server_env(**settings), port=port, name=f"{name}[{self.layer.name}]")
+        """Start a server and wait until it listens; ``settings`` are LUMINET_* overrides,
+        e.g. LUMINET_REQUEST_TIMEOUT."""
+        env = self.server_env(**settings)
+        server = Server(f"{name}[{self.layer.name}]", serve_argv(port), env)
         self._processes.append(server)
+        server.wait_ready()
         return server
 
     def client(
