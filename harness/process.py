@@ -18,6 +18,7 @@ their own, so Ctrl-C reaches only the parent, which stops them in order.
 
 from __future__ import annotations
 
+import abc
 import os
 import re
 import signal
@@ -63,26 +64,29 @@ def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-class Output:
+class Output(abc.ABC):
     """The lines a child writes to one stream, split into lines only when asked for."""
 
     def __init__(self, process: Process, path: Path | None) -> None:
         #: The log file that keeps all of it, if any.
         self.path = path
         self._process = process
+        # Held while taking in and splitting, for callers on several threads.
+        self._reading = threading.Lock()
         self._partial = b""
         self._lines: list[str] = []
 
+    @abc.abstractmethod
     def _take(self) -> tuple[bytes, bool]:
         """The bytes written since the last call, and whether nothing more can come."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def drained(self) -> None:
         """Return once what the ended process wrote can be read (or STOP_TIMEOUT passed)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Stop reading; what was written is in memory, or in the log file."""
-        raise NotImplementedError
 
     @property
     def lines(self) -> list[str]:
@@ -92,14 +96,15 @@ class Output:
 
     def _read(self) -> bool:
         """Take in what came since the last read; return whether nothing more can come."""
-        data, complete = self._take()
-        if data:
-            *complete_lines, self._partial = (self._partial + data).split(b"\n")
-            self._lines.extend(_decode(line) for line in complete_lines)
-        if complete and self._partial:
-            self._lines.append(_decode(self._partial))
-            self._partial = b""
-        return complete
+        with self._reading:
+            data, complete = self._take()
+            if data:
+                *whole, self._partial = (self._partial + data).split(b"\n")
+                self._lines.extend(_decode(line) for line in whole)
+            if complete and self._partial:
+                self._lines.append(_decode(self._partial))
+                self._partial = b""
+            return complete
 
     def wait_for(
         self, pattern: str, timeout: float, start: int = 0, *, poll: float = POLL_INTERVAL
@@ -165,6 +170,9 @@ class _FileOutput(Output):
         data = os.pread(fd, end - self._offset, self._offset) if end > self._offset else b""
         self._offset += len(data)
         return data, ended and self._offset >= end
+
+    def drained(self) -> None:
+        """Nothing to wait for: the file holds each write as soon as it is made."""
 
     def close(self) -> None:
         self._file.close()
