@@ -16,10 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness import HarnessError, KeyPrefix, Process
+
 from . import clients, wrk
-from .procs import BenchError
 from .run import with_cpu
-from .stack import RedisKeys, Stack
+from .stack import Stack
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 
@@ -38,41 +39,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        keys = KeyPrefix(args.redis_url, "lmbench") if args.layer == "redis" else None
+    except HarnessError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="luminet-probe-") as work:
         logs = Path(work) / "logs"
         logs.mkdir()
         stack = Stack(Path(work), logs)
-        keys = RedisKeys(args.redis_url) if args.layer == "redis" else None
         try:
-            if keys is not None and (why := keys.reachable()):
-                print(why, file=sys.stderr)
-                return 2
             print(measure(stack, keys, args))
-        except BenchError as exc:
-            print(f"probe failed: {exc} (logs in {logs})", file=sys.stderr)
+        except HarnessError as exc:
+            print(f"probe failed: {exc}", file=sys.stderr)
             return 1
         finally:
             stack.close()
             if keys is not None:
-                keys.delete()
+                keys.close()
     return 0
 
 
-def measure(stack: Stack, keys: RedisKeys | None, args: argparse.Namespace) -> str:
+def measure(stack: Stack, keys: KeyPrefix | None, args: argparse.Namespace) -> str:
     stack.prepare_database()
     upstream = stack.upstream()
-    upstream.wait_ready()
     server_a = stack.server("server-a", keys.env if keys else None)
-    server_a.wait_ready()
     entry = server_a
     if keys is not None:  # the request enters a process other than the tunnel's
         entry = stack.server("server-b", keys.env)
-        entry.wait_ready()
+    stack.wait_ready(upstream, server_a, entry)
     tunnel = stack.tunnel("client", server_a, upstream.port, entry)
     clients.get(entry.port, tunnel.host, "/")
-    involved = {"server-a": server_a.child, "client": tunnel.client, "upstream": upstream.child}
+    involved: dict[str, Process] = {
+        "server-a": server_a,
+        "client": tunnel.client,
+        "upstream": upstream,
+    }
     if entry is not server_a:
-        involved["server-b"] = entry.child
+        involved["server-b"] = entry
     if args.figure == "get":
         result = with_cpu(
             involved,

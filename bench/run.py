@@ -30,12 +30,12 @@ from typing import Any
 import websocket
 
 from client import protocol
+from harness import ROOT, HarnessError, KeyPrefix, Process, Server
 
 from . import clients, report, wrk
 from .idle import IdleTunnels
-from .procs import ROOT, BenchError, Child
 from .report import get as _get
-from .stack import CLIENT_START_TIMEOUT, RedisKeys, Server, Stack, Tunnel, wait_event
+from .stack import CLIENT_START_TIMEOUT, BenchError, Stack, Tunnel
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
 #: Seconds of the bench's own sequential-GET latency check per target.
@@ -46,7 +46,7 @@ RESULTS = ROOT / "bench" / "results"
 
 #: Failures of one measurement: recorded in its cell, and the run goes on.
 MEASURE_ERRORS = (
-    BenchError,
+    HarnessError,
     clients.HTTPError,
     OSError,
     RuntimeError,
@@ -159,18 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     if wrk.find() is None and not args.smoke:
         print(wrk.INSTALL_HINT, file=sys.stderr)
         return 2
-    redis_keys: RedisKeys | None = None
+    redis_keys: KeyPrefix | None = None
     redis_skip: str | None = "--no-redis" if args.no_redis else None
     if not args.no_redis:
-        keys = RedisKeys(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
-        problem = keys.reachable()
-        if problem is None:
-            redis_keys = keys
-        elif args.smoke:
-            redis_skip = problem
-        else:
-            print(f"{problem} (set REDIS_URL, or pass --no-redis)", file=sys.stderr)
-            return 2
+        try:
+            redis_keys = KeyPrefix(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, "lmbench")
+        except HarnessError as exc:
+            if not args.smoke:
+                print(f"{exc} (set REDIS_URL, or pass --no-redis)", file=sys.stderr)
+                return 2
+            redis_skip = str(exc)
     signal.signal(signal.SIGTERM, _on_sigterm)
     logdir: Path = args.logs or args.json.with_name(f"{args.json.stem}-logs")
     if logdir.exists():
@@ -187,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                     stack.close()
                 finally:
                     if redis_keys is not None:
-                        redis_keys.delete()
+                        redis_keys.close()
     except MEASURE_ERRORS as exc:
         print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(f"process output in {logdir}", file=sys.stderr)
@@ -244,7 +242,7 @@ class Run:
             section[key] = {"error": message}
             self.errors.append(f"{what}: {message}")
 
-    def execute(self, stack: Stack, redis_keys: RedisKeys | None) -> None:
+    def execute(self, stack: Stack, redis_keys: KeyPrefix | None) -> None:
         s = self.settings
         stack.prepare_database()
         # Every server starts at once; the idle-memory ones stay idle until section 4.
@@ -259,8 +257,7 @@ class Run:
             redis_b = stack.server("server-redis-b", redis_keys.env)
             idle_servers["tunnel_redis"] = stack.server("server-idle-redis", redis_keys.env)
             servers += [redis_a, redis_b]
-        for server in [*servers, *idle_servers.values()]:
-            server.wait_ready()
+        stack.wait_ready(*servers, *idle_servers.values())
         tunnels = {"tunnel_memory": stack.tunnel("client-memory", memory, upstream.port, memory)}
         if redis_a is not None and redis_b is not None:
             # The client holds its tunnel on A; every public request enters at B.
@@ -286,21 +283,21 @@ class Run:
             )
 
         # The processes each target keeps busy, for the CPU figures of sections 1 and 2.
-        involved: dict[str, dict[str, Child]] = {
-            "direct": {"upstream": upstream.child},
+        involved: dict[str, dict[str, Process]] = {
+            "direct": {"upstream": upstream},
             "tunnel_memory": {
-                "server": memory.child,
+                "server": memory,
                 "client": tunnels["tunnel_memory"].client,
-                "upstream": upstream.child,
+                "upstream": upstream,
             },
-            "daphne_hello": {"daphne": hello.child},
+            "daphne_hello": {"daphne": hello},
         }
         if redis_a is not None and redis_b is not None:
             involved["tunnel_redis"] = {
-                "server-a": redis_a.child,
-                "server-b": redis_b.child,
+                "server-a": redis_a,
+                "server-b": redis_b,
                 "client": tunnels["tunnel_redis"].client,
-                "upstream": upstream.child,
+                "upstream": upstream,
             }
         self.results["small_get"] = self.small_get(targets, involved)
         self.results["transfer"] = self.transfer(targets, involved)
@@ -324,7 +321,7 @@ class Run:
     # 1. small GET
 
     def small_get(
-        self, targets: dict[str, tuple[int, str]], involved: dict[str, dict[str, Child]]
+        self, targets: dict[str, tuple[int, str]], involved: dict[str, dict[str, Process]]
     ) -> dict[str, Any]:
         s = self.settings
         if wrk.find() is None:
@@ -376,7 +373,7 @@ class Run:
     # 2. transfers
 
     def transfer(
-        self, targets: dict[str, tuple[int, str]], involved: dict[str, dict[str, Child]]
+        self, targets: dict[str, tuple[int, str]], involved: dict[str, dict[str, Process]]
     ) -> dict[str, Any]:
         size = self.settings.transfer_bytes
         section: dict[str, Any] = {"size_bytes": size, "download": {}, "upload": {}}
@@ -453,7 +450,7 @@ class Run:
                 f"idle tunnels, {name}",
                 lambda srv=server: _idle(srv, token, self.settings),
             )
-            server.child.stop()
+            server.stop()
         return section
 
     # 6. slow reader
@@ -493,19 +490,19 @@ class Run:
         self.results["log_problems"] = scan_logs(logdir)
 
 
-def with_cpu(children: dict[str, Child], fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``fn`` and add the CPU cores each child kept busy meanwhile (1.0 = one core).
+def with_cpu(children: dict[str, Process], fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``fn`` and add the CPU cores each process kept busy meanwhile (1.0 = one core).
 
     ``load`` is the bench process and wrk; ``other`` is the rest of the machine's
     busy time, which on a shared machine is the noise in the figure.
     """
-    before = {role: child.cpu_seconds() for role, child in children.items()}
+    before = {role: process.cpu_seconds() for role, process in children.items()}
     load_before = _own_cpu_seconds()
     machine_before = _machine_busy_seconds()
     started = time.perf_counter()
     result = fn()
     wall = time.perf_counter() - started
-    cores = {role: (child.cpu_seconds() - before[role]) / wall for role, child in children.items()}
+    cores = {role: (p.cpu_seconds() - before[role]) / wall for role, p in children.items()}
     cores["load"] = (_own_cpu_seconds() - load_before) / wall
     machine = (_machine_busy_seconds() - machine_before) / wall
     cores["other"] = max(0.0, machine - sum(cores.values()))
@@ -540,19 +537,19 @@ def _startup(
     active: list[float] = []
     served: list[float] = []
     for n in range(runs):
-        child = stack.start_client(f"client-startup-{name}-{n}", server, upstream_port)
+        client = stack.start_client(f"client-startup-{name}-{n}", server, upstream_port)
         try:
-            _, event = wait_event(child, "tunnel_active", CLIENT_START_TIMEOUT, poll=0.002)
-            active.append(time.perf_counter() - child.started)
+            _, event = client.wait_event("tunnel_active", CLIENT_START_TIMEOUT, poll=0.002)
+            active.append(time.perf_counter() - client.started)
             host = f"{event['subdomain']}.localhost"
             deadline = time.monotonic() + 10
             while (status := clients.get(entry_port, host)[0]) != 200:
                 if time.monotonic() > deadline:
                     raise BenchError(f"{host} still answers {status} 10 s after the client")
                 time.sleep(0.005)
-            served.append(time.perf_counter() - child.started)
+            served.append(time.perf_counter() - client.started)
         finally:
-            child.stop()
+            client.stop()
     return {
         "active_s": active,
         "url_s": served,
@@ -568,14 +565,14 @@ def _idle(server: Server, token: str, s: Settings) -> dict[str, Any]:
         # The first tunnel pays for imports and the database connection: not counted.
         tunnels.open(1)
         time.sleep(s.settle)
-        before = server.child.rss()
+        before = server.rss()
         started = time.perf_counter()
         tunnels.open(s.idle_tunnels)
         opened = time.perf_counter() - started
         time.sleep(s.settle)
-        after = server.child.rss()
-        if not server.child.running():
-            raise BenchError(f"{server.child.name} died:\n{server.child.tail()}")
+        after = server.rss()
+        if not server.running():
+            raise BenchError(f"{server.name} died:\n{server.describe(30)}")
     finally:
         tunnels.close()
     return {
@@ -589,8 +586,8 @@ def _idle(server: Server, token: str, s: Settings) -> dict[str, Any]:
 def _slow_reader(tunnel: Tunnel, processes: dict[str, Server], s: Settings) -> dict[str, Any]:
     """Read a huge response at a fixed rate; report the servers' peak RSS meanwhile."""
     for server in processes.values():
-        server.child.reset_peak_rss()
-    baseline = {name: server.child.rss() for name, server in processes.items()}
+        server.reset_peak_rss()
+    baseline = {name: server.rss() for name, server in processes.items()}
     sampled = dict(baseline)
     next_sample = 0.0
 
@@ -600,7 +597,7 @@ def _slow_reader(tunnel: Tunnel, processes: dict[str, Server], s: Settings) -> d
         if now >= next_sample:
             next_sample = now + 0.25
             for name, server in processes.items():
-                sampled[name] = max(sampled[name], server.child.rss())
+                sampled[name] = max(sampled[name], server.rss())
 
     result = clients.slow_download(
         tunnel.entry_port,
@@ -611,13 +608,12 @@ def _slow_reader(tunnel: Tunnel, processes: dict[str, Server], s: Settings) -> d
         rcvbuf=s.reader_rcvbuf,
         tick=tick,
     )
-    peaks = {name: server.child.peak_rss() for name, server in processes.items()}
+    peaks = {name: server.peak_rss() for name, server in processes.items()}
     closed = time.perf_counter()
     # The client reports the stream when it ends: after the reader left, it should stop
     # reading the upstream soon, not stream the rest of the body into the void.
     try:
-        _, event = wait_event(
-            tunnel.client,
+        _, event = tunnel.client.wait_event(
             "exchange",
             STREAM_END_TIMEOUT,
             where={"method": "GET", "path": f"/bytes/{s.reader_bytes}"},
@@ -628,7 +624,7 @@ def _slow_reader(tunnel: Tunnel, processes: dict[str, Server], s: Settings) -> d
             "failure": event.get("failure"),
             "seconds_after_close": time.perf_counter() - closed,
         }
-    except BenchError:
+    except HarnessError:
         stream_end = {"status": None, "outcome": None, "failure": None, "seconds_after_close": None}
     return {
         "client_stream_end": stream_end,

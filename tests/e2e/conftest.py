@@ -16,10 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
+
+from harness import (
+    Client,
+    HarnessError,
+    KeyPrefix,
+    Process,
+    Server,
+    clean_environ,
+    manage,
+    serve_argv,
+)
 
 from .localserver import LocalServer
-from .processes import Client, Server, clean_environ, manage
 from .wslocal import WsLocalServer
 
 #: Our own database number on the shared Redis server; keys also carry a per-run prefix.
@@ -84,7 +93,7 @@ class Launcher:
         self.database = database
         self.layer = layer
         self.home = home
-        self._processes: list[Server | Client] = []
+        self._processes: list[Process] = []
 
     def server_env(self, **settings: str) -> dict[str, str]:
         env = self.database.env
@@ -100,9 +109,12 @@ class Launcher:
         return env
 
     def server(self, port: int = 0, name: str = "server", **settings: str) -> Server:
-        """Start a server; ``settings`` are LUMINET_* overrides, e.g. LUMINET_REQUEST_TIMEOUT."""
-        server = Server(self.server_env(**settings), port=port, name=f"{name}[{self.layer.name}]")
+        """Start a server and wait until it listens; ``settings`` are LUMINET_* overrides,
+        e.g. LUMINET_REQUEST_TIMEOUT."""
+        env = self.server_env(**settings)
+        server = Server(f"{name}[{self.layer.name}]", serve_argv(port), env)
         self._processes.append(server)
+        server.wait_ready()
         return server
 
     def client(
@@ -212,32 +224,16 @@ def local_server() -> Iterator[LocalServer]:
 @pytest.fixture(scope="session")
 def redis_env() -> Iterator[dict[str, str]]:
     """REDIS_URL and a key prefix of our own; deletes only our keys afterwards."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=10)
     try:
-        client.ping()
-        problem = None
-    except redis.RedisError as exc:
-        problem = exc
-    if problem is not None:
-        client.close()
-        message = f"Redis is not reachable at {REDIS_URL}: {problem}"
+        keys = KeyPrefix(REDIS_URL, "lmtest")
+    except HarnessError as exc:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true: Redis is required)")
-        pytest.skip(message)
-    prefix = f"lmtest-{uuid.uuid4().hex}:"
+            pytest.fail(f"{exc} (CI=true: Redis is required)")
+        pytest.skip(str(exc))
     try:
-        yield {"REDIS_URL": REDIS_URL, "LUMINET_REDIS_PREFIX": prefix}
+        yield keys.env
     finally:
-        # Never FLUSHDB: the Redis server is shared. SCAN is bounded by the keyspace.
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}*", count=500):
-            batch.append(key)
-            if len(batch) >= 500:
-                client.delete(*batch)
-                batch.clear()
-        if batch:
-            client.delete(*batch)
-        client.close()
+        keys.close()
 
 
 @pytest.fixture(scope="session", params=["memory", "redis"])

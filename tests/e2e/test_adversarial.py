@@ -23,11 +23,11 @@ import websocket
 from websockets.exceptions import ConnectionClosed
 
 from client import protocol
+from harness import PrivateRedis
 
 from . import http1, rawclient
 from .conftest import Database, Launcher, Layer, Token, Tunnel
 from .localserver import Reply
-from .redisserver import PrivateRedis
 from .wslocal import connect as ws_connect
 
 pytestmark = pytest.mark.timeout(90)

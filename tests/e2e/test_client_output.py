@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import Client
+
 from . import rawclient
 from .conftest import Launcher, Layer, Token, Tunnel, WsTunnel
 from .localserver import Reply
-from .processes import Client
 from .streaming import Endless, http_connection
 from .wslocal import connect
 

@@ -11,11 +11,12 @@ import os
 
 import pytest
 
+from harness import HarnessError
+
 from . import rawclient
 from .conftest import Tunnel
 from .http1 import Headers
 from .localserver import Reply
-from .processes import LineNotFound
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,7 +100,7 @@ def test_local_error_answers_are_not_logged_as_server_errors(tunnel: Tunnel, uid
         assert (response.status, response.body) == (status, b"x")
     # Absence can only be shown with a deadline: a log line would be written before
     # the response was sent, so one second is ample.
-    with pytest.raises(LineNotFound):
+    with pytest.raises(HarnessError):
         tunnel.server.stdout.wait_for(rf"/{uid}/answer-", timeout=1.0)
 
 

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import clean_environ, manage
+
 from . import rawclient
 from .conftest import Launcher, Token, Tunnel
 from .localserver import LocalServer, Reply
-from .processes import clean_environ, manage
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import Process, Server
+
 from . import rawclient
 from .conftest import Database, Launcher, Layer, Token, Tunnel
 from .localserver import LocalServer, Reply
-from .processes import Process, Server
 from .streaming import (
     ABORTED,
     CHUNK,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from harness import Client
+
 from . import rawclient
 from .conftest import Database, Launcher, Token, Tunnel
 from .localserver import LocalServer
-from .processes import Client
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.processes import PYTHON, LineNotFound, Process, clean_environ
+from harness import PYTHON, Process, Server, clean_environ
 from tests.e2e.streaming import (
     ABORTED,
     CHUNK,
@@ -36,6 +36,8 @@ RSS_BOUND = 150 * MB
 #: The largest body chunk one receive() may hand the application.
 MAX_RECEIVE = 1 * MB
 START_TIMEOUT = 20.0
+#: What tests.server.runner prints once it listens.
+READY_RE = r"^LISTENING [\d.]+:(\d+)$"
 #: Seconds within which a refusal must come: far below any idle timeout.
 FAST = 5.0
 
@@ -83,13 +85,9 @@ class Servers:
         argv = [PYTHON, "-m", "tests.server.runner", kind, *limits]
         if http_timeout is not None:
             argv += ["--http-timeout", str(http_timeout)]
-        process = Process(f"{kind}-server", argv, clean_environ({}), merge=False)
+        process = Server(f"{kind}-server", argv, clean_environ({}), ready=READY_RE, merge=False)
         self._started.append(process)
-        try:
-            _, match = process.stdout.wait_for(r"^LISTENING [\d.]+:(\d+)$", START_TIMEOUT)
-        except LineNotFound as exc:
-            raise AssertionError(f"server did not start: {exc}\n{process.describe()}") from None
-        return Served(process, int(match[1]))
+        return Served(process, process.wait_ready(START_TIMEOUT))
 
     def shared(self, kind: str) -> Served:
         """One server of ``kind`` for every test that neither measures nor breaks it."""

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import uuid
 
 import pytest
 import redis
@@ -11,7 +10,7 @@ from client.protocol import SUBDOMAIN_RE
 from tunnels import registry
 from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, Route, claim_subdomain
 
-from .conftest import REDIS_URL, require_redis
+from .conftest import REDIS_URL
 
 
 class Clock:
@@ -33,8 +32,7 @@ def make_registry(request):
 
         yield lambda: MemoryRegistry(clock=clock), expire
         return
-    require_redis()
-    prefix = f"lmtest-{uuid.uuid4().hex}:"
+    prefix = request.getfixturevalue("redis_prefix")
     sync = redis.Redis.from_url(REDIS_URL)
 
     def expire(subdomain, seconds):
@@ -45,9 +43,6 @@ def make_registry(request):
             sync.delete(key)
 
     yield lambda: RedisRegistry(REDIS_URL, prefix), expire
-    keys = list(sync.scan_iter(match=f"{prefix}*"))
-    if keys:
-        sync.delete(*keys)
     sync.close()
 
 
