@@ -31,7 +31,7 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy client tunnels tokens tunnelsite
+	$(VENV)/bin/mypy client tunnels tokens tunnelsite harness
 
 # Known-vulnerable installed versions, against the advisories the project keeps (offline).
 audit: $(VENV)/.installed
