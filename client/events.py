@@ -255,17 +255,24 @@ class Events:
 
     def exchange_failed(self, record: ExchangeRecord, failure: Failure, reason: str = "") -> bool:
         """End ``record`` as failed; False if it had ended already."""
+        reason = self._fail(record, failure, reason)
+        if not reason:
+            return False
+        for observer in self._observers:
+            self._call(observer.exchange_failed, record, reason)
+        return True
+
+    def _fail(self, record: ExchangeRecord | SocketRecord, failure: Failure, reason: str) -> str:
+        """Mark ``record`` failed and return the reason; "" if it had ended already."""
         reason = reason or FAILURE_TEXT[failure]
         with self._end_lock:
             if record.outcome is not None:
-                return False
+                return ""
             record.outcome = "failed"
             record.failure = failure
             record.reason = reason
             record.ended = self._clock()
-        for observer in self._observers:
-            self._call(observer.exchange_failed, record, reason)
-        return True
+        return reason
 
     # -- WebSockets ----------------------------------------------------------
 
@@ -304,14 +311,9 @@ class Events:
 
     def websocket_failed(self, record: SocketRecord, failure: Failure, reason: str = "") -> bool:
         """End ``record`` as failed; False if it had ended already."""
-        reason = reason or FAILURE_TEXT[failure]
-        with self._end_lock:
-            if record.outcome is not None:
-                return False
-            record.outcome = "failed"
-            record.failure = failure
-            record.reason = reason
-            record.ended = self._clock()
+        reason = self._fail(record, failure, reason)
+        if not reason:
+            return False
         for observer in self._observers:
             self._call(observer.websocket_failed, record, reason)
         return True

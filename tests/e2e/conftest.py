@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,6 +31,9 @@ from harness import (
 
 from .localserver import LocalServer
 from .wslocal import WsLocalServer
+
+if TYPE_CHECKING:
+    from .rawtunnel import RawTunnel
 
 #: Our own database number on the shared Redis server; keys also carry a per-run prefix.
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -300,3 +304,14 @@ def launcher(layer: Layer, database: Database, home: Path) -> Iterator[Launcher]
 def uid() -> str:
     """A short unique string for paths and names, so tests sharing a server never collide."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def raw_tunnels() -> Iterator[list[RawTunnel]]:
+    """Tunnel WebSockets a test drives by hand (``rawtunnel``); all closed afterwards."""
+    opened: list[RawTunnel] = []
+    try:
+        yield opened
+    finally:
+        for raw in opened:
+            raw.close()

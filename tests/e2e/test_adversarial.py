@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import websocket
 from websockets.exceptions import ConnectionClosed
 
 from client import protocol
@@ -28,6 +27,7 @@ from harness import PrivateRedis
 from . import http1, rawclient
 from .conftest import Database, Launcher, Layer, Token, Tunnel
 from .localserver import Reply
+from .rawtunnel import RawTunnel
 from .wslocal import connect as ws_connect
 
 pytestmark = pytest.mark.timeout(90)
@@ -36,39 +36,6 @@ pytestmark = pytest.mark.timeout(90)
 HEARTBEAT = 1.0
 #: An answer slower than this is waiting on a dead channel, not refusing at once.
 FAST = 3.0
-
-
-class RawTunnel:
-    """A tunnel WebSocket driven by hand: it sends what the test says, nothing else."""
-
-    def __init__(self, ws_url: str, token: Token | None, subdomain: str | None = None) -> None:
-        self.ws = websocket.create_connection(ws_url, timeout=15)
-        self.subdomain = ""
-        if token is not None:
-            self.ws.send(protocol.encode(protocol.Auth(token=token.value, subdomain=subdomain)))
-            reply = protocol.decode(self.ws.recv())
-            assert isinstance(reply, protocol.AuthOk), reply
-            self.subdomain = reply.subdomain
-
-    def close_code(self) -> int | None:
-        """Read until the server's close frame; return its code."""
-        while True:
-            opcode, payload = self.ws.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-
-    def close(self) -> None:
-        self.ws.shutdown()
-
-
-@pytest.fixture
-def raw_tunnels() -> Iterator[list[RawTunnel]]:
-    opened: list[RawTunnel] = []
-    try:
-        yield opened
-    finally:
-        for raw in opened:
-            raw.close()
 
 
 def public_get(port: int, host: str) -> tuple[rawclient.Response, float]:

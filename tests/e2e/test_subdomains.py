@@ -7,15 +7,14 @@ because the CLI only ever asks for its own previous subdomain.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-import websocket
 
 from client import protocol
 
 from . import rawclient
 from .conftest import Database, Launcher, Token, Tunnel
+from .rawtunnel import RawTunnel
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,37 +23,9 @@ GRACE = 2.0
 POLL_INTERVAL = 0.2
 
 
-class RawTunnel:
-    """An authenticated tunnel WebSocket that serves nothing."""
-
-    def __init__(self, ws_url: str, token: Token, subdomain: str | None) -> None:
-        self.ws = websocket.create_connection(ws_url, timeout=10)
-        self.ws.send(protocol.encode(protocol.Auth(token=token.value, subdomain=subdomain)))
-        reply = protocol.decode(self.ws.recv())
-        assert isinstance(reply, protocol.AuthOk), reply
-        self.subdomain = reply.subdomain
-        self.url = reply.url
-
-    def close(self) -> None:
-        self.ws.close(timeout=2)
-        # close() leaves the socket open once the server has closed first.
-        self.ws.shutdown()
-
-
 @pytest.fixture(scope="session")
 def other_token(database: Database) -> Token:
     return database.issue_token("e2e-other")
-
-
-@pytest.fixture
-def raw_tunnels() -> Iterator[list[RawTunnel]]:
-    """Raw tunnels a test opens; all closed afterwards."""
-    opened: list[RawTunnel] = []
-    try:
-        yield opened
-    finally:
-        for raw in opened:
-            raw.close()
 
 
 def test_auth_ok_carries_subdomain_and_url(
