@@ -10,6 +10,7 @@ processes as they found them share one server and client per layer
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -315,3 +316,14 @@ def raw_tunnels() -> Iterator[list[RawTunnel]]:
     finally:
         for raw in opened:
             raw.close()
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections: bound, so nobody else takes it, but not listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,17 +40,6 @@ def text_client(tunnel: Tunnel, layer: Layer, dev_token: Token, home: Path) -> I
         yield client
     finally:
         client.stop()
-
-
-@pytest.fixture
-def refusing_port() -> Iterator[int]:
-    """A port that refuses connections: bound, so nobody else takes it, but not listening."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
 
 
 def test_text_log_shows_the_banner_and_one_line_per_request(

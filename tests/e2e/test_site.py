@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,17 +14,6 @@ from .conftest import Launcher, Token, Tunnel
 from .localserver import LocalServer, Reply
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def refusing_port() -> Iterator[int]:
-    """A port that refuses connections: bound, so nobody else takes it, but not listening."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
 
 
 def test_health(tunnel: Tunnel) -> None:
