@@ -158,9 +158,14 @@ class AuthOk:
 
 @dataclass(frozen=True)
 class AuthError:
-    """Server -> client: authentication failed; the server closes the socket next."""
+    """Server -> client: authentication failed; the server closes the socket next.
+
+    ``retry`` says the failure is the server's, for now (Redis unreachable): the
+    client reconnects with backoff instead of giving up on its token.
+    """
 
     message: str
+    retry: bool = False
 
 
 @dataclass(frozen=True)
@@ -386,7 +391,7 @@ def decode(text: str | bytes) -> ControlMessage:
         case "auth_ok":
             return AuthOk(subdomain=_str(raw, "subdomain"), url=_str(raw, "url"))
         case "auth_error":
-            return AuthError(message=_str(raw, "message"))
+            return AuthError(message=_str(raw, "message"), retry=_bool(raw, "retry"))
         case "request":
             method = _str(raw, "method")
             path = _str(raw, "path")

@@ -247,6 +247,8 @@ def authenticate(ws: websocket.WebSocket, token: str, subdomain: str | None) -> 
     match reply:
         case protocol.AuthOk():
             return reply
+        case protocol.AuthError(message=text, retry=True):
+            raise ConnectionLost(f"the server cannot take tunnels now: {text}")
         case protocol.AuthError(message=text):
             raise AuthFailed(text)
         case _:

@@ -13,11 +13,12 @@ import pytest
 
 from client import protocol
 from client.console import status_text
-from client.errors import ConnectionLost
+from client.errors import AuthFailed, ConnectionLost
 from client.events import Events, Failure
 from client.exchanges import ExchangeRunner, HttpStream
 from client.forward import LocalError, LocalResponse
 from client.protocol import CREDIT_BATCH, INITIAL_REQUEST_CHUNKS, WINDOW_CHUNKS, ProtocolError
+from client.session import authenticate
 
 from .test_events import Raising, Recorder, Tapping, ends
 
@@ -349,3 +350,27 @@ def test_taps_see_the_bodies_in_order() -> None:
         ("response_body", b"down-1"),
         ("response_body", b"down-2"),
     ]
+
+
+class _ScriptedSocket:
+    """Stands in for the tunnel WebSocket during authentication: one reply, then nothing."""
+
+    def __init__(self, reply: protocol.ControlMessage) -> None:
+        self.sent: list[str] = []
+        self._reply = protocol.encode(reply)
+
+    def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    def recv(self) -> str:
+        return self._reply
+
+
+def test_a_busy_server_is_retried_and_a_refused_token_is_not() -> None:
+    """auth_error with retry (Redis unreachable) means reconnect; without it, give up."""
+    busy = _ScriptedSocket(protocol.AuthError("server busy, try again", retry=True))
+    with pytest.raises(ConnectionLost):
+        authenticate(busy, "lmn_token", None)  # type: ignore[arg-type]
+    refused = _ScriptedSocket(protocol.AuthError("invalid token"))
+    with pytest.raises(AuthFailed):
+        authenticate(refused, "lmn_token", None)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from client import protocol
 from harness import PrivateRedis
+from tunnels.relay.stream import LIVENESS_INTERVAL
 
 from . import http1, rawclient
 from .conftest import Database, Launcher, Layer, Token, Tunnel
@@ -48,16 +49,18 @@ def assert_not_found_for(port: int, host: str, seconds: float) -> None:
     """Soon, and then for ``seconds``, every request to ``host`` is a fast 502
     tunnel-not-found.
 
-    A request that raced the close may still reach the closing tunnel (a fast 502
-    of another kind); the subdomain must be released within FAST.
+    A request that raced the close may still reach the closing tunnel: it is
+    answered 502 tunnel-closed, at the latest by the liveness check
+    (relay.stream.LIVENESS_INTERVAL) if it landed in the channel of a consumer
+    that had stopped reading. The subdomain must be released within FAST.
     """
     released_by = time.monotonic() + FAST
     while True:
         response, took = public_get(port, host)
-        assert response.status == 502 and took < FAST, (response.status, took)
+        assert response.status == 502 and took < LIVENESS_INTERVAL + FAST, (response, took)
         if response.value("Luminet-Error") == "tunnel-not-found":
             break
-        assert time.monotonic() < released_by, "the subdomain was not released"
+        assert time.monotonic() < released_by + LIVENESS_INTERVAL, "not released"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         response, took = public_get(port, host)
@@ -129,6 +132,40 @@ def test_channel_layer_failure_closes_the_tunnel_and_leaves_no_zombie(
         again = RawTunnel(server.ws_url, token)
         raw_tunnels.append(again)
         assert again.subdomain
+    finally:
+        launcher.close()
+
+
+def test_a_client_serves_again_after_redis_restarts_empty(
+    database: Database, home: Path, private_redis: PrivateRedis, local_server
+) -> None:
+    """A Redis restart (empty) is survived without restarting the server: while Redis is
+    down requests get a fast 503; once it is back the client reconnects, gets its
+    subdomain again and serves."""
+    layer = Layer("private-redis", {"REDIS_URL": private_redis.url})
+    launcher = Launcher(database, layer, home)
+    try:
+        server = launcher.server(LUMINET_HEARTBEAT_INTERVAL=str(HEARTBEAT))
+        client = launcher.client(server, database.issue_token("e2e-restart"), local_server.port)
+        first, _, subdomain = client.wait_active()
+        host = f"{subdomain}.localhost"
+        assert public_get(server.port, host)[0].status == 200
+        private_redis.stop()
+        down = client.wait_down(start=first)
+        response, took = public_get(server.port, host)
+        assert (response.status, response.value("Luminet-Error"), took < FAST) == (
+            503,
+            "unavailable",
+            True,
+        )
+        # A reconnect while Redis is down is refused as "try again", not as a bad token.
+        down = client.wait_down(start=down + 1, timeout=30)
+        assert client.running()
+        private_redis.start()
+        _, _, again = client.wait_active(start=down, timeout=30)
+        assert again == subdomain
+        response, _ = public_get(server.port, host)
+        assert response.status == 200
     finally:
         launcher.close()
 

@@ -155,6 +155,9 @@ class TunnelSession:
             await self._refuse_stream(exc.stream, str(exc))
         except ProtocolError as exc:
             logger.warning("tunnel %s: protocol error from %s: %s", self.subdomain, self.peer, exc)
+            # Release the subdomain before the closing handshake, not after it: public
+            # requests stop being routed here at once.
+            await self.ended()
             raise SessionClosed(protocol.CloseCode.PROTOCOL_ERROR, str(exc)[:120]) from exc
 
     async def _received_control(self, message: protocol.FromClient) -> None:
@@ -249,7 +252,8 @@ class TunnelSession:
             )
         except RegistryError as exc:
             logger.error("tunnel registry failure for %s: %s", self.peer, exc)
-            await self._send_text(protocol.encode(protocol.AuthError("server busy, try again")))
+            busy = protocol.AuthError("server busy, try again", retry=True)
+            await self._send_text(protocol.encode(busy))
             raise SessionClosed(CloseCode.TRY_AGAIN_LATER, "try again later") from exc
         self.token_id, self.token_label, self.subdomain = token.id, token.prefix, subdomain
         if claim.replaced is not None:
