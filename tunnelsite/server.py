@@ -347,13 +347,6 @@ class LuminetRequest(WebRequest):
         super().check_timeouts()
 
 
-def reactor_call_later(seconds: float, function: Callable[[], None]) -> Any:
-    from twisted.internet import reactor as installed  # the asyncio one daphne installed
-
-    reactor: Any = installed
-    return reactor.callLater(seconds, function)
-
-
 def _discard(data: bytes) -> None:
     pass
 
@@ -617,7 +610,8 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
             self.backpressure = _Backpressure(paused=True)
         self.backpressure.pauseProducing()
         if self._stalled is None:
-            self._stalled = reactor_call_later(self._stall_timeout(), self._stall_timed_out)
+            reactor: Any = self.factory.reactor  # autobahn's factories keep theirs
+            self._stalled = reactor.callLater(self._stall_timeout(), self._stall_timed_out)
 
     def write_resumed(self) -> None:
         if self.backpressure is not None:

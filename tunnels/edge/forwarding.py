@@ -111,7 +111,7 @@ def forwarded(scope: dict, method: str, drop: frozenset[str] = frozenset()) -> t
     target = path.decode("latin-1")
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
-    received = _received(scope)
+    received = received_headers(scope)
     unwanted = _REPLACED | _UNTRUSTED | drop
     headers = [pair for pair in protocol.end_to_end(received) if pair[0].lower() not in unwanted]
     forwarded_for = [v for n, v in headers if n.lower() == "x-forwarded-for"]
@@ -139,11 +139,11 @@ def request_head(request: HttpRequest) -> RequestHead:
     method = request.method or "GET"
     target, headers = forwarded(scope, method)
     return RequestHead(
-        method=method, path=target, headers=headers, body=_has_body(_received(scope))
+        method=method, path=target, headers=headers, body=_has_body(received_headers(scope))
     )
 
 
-def _received(scope: dict) -> Headers:
+def received_headers(scope: dict) -> Headers:
     """The public request's header lines as latin-1 text, every byte kept."""
     return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
 

@@ -17,6 +17,8 @@ from django.conf import settings
 from client import protocol
 from client.protocol import ProtocolError
 
+from .forwarding import received_headers
+
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -51,11 +53,8 @@ async def read_capped_body(scope: dict, receive: Receive, send: Send) -> Receive
     the caller left.
     """
     limit = settings.LUMINET_MAX_BODY_BYTES
-    headers = [
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
-    ]
     try:
-        declared = protocol.declared_length(headers)
+        declared = protocol.declared_length(received_headers(scope))
     except ProtocolError:
         await plain_response(send, 400, "Invalid Content-Length.\n")
         return None
