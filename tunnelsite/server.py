@@ -58,6 +58,7 @@ from twisted.web.http import (
 from zope.interface import implementer
 
 from client.protocol import CloseCode
+from tunnels.edge.budget import UNLIMITED, Account, BudgetLimits, MemoryBudget, budget_key
 from tunnels.relay.errors import TunnelError
 from tunnelsite.connections import ConnectionGuard, ConnectionLimits
 
@@ -129,14 +130,19 @@ class _BodyPipe:
 
     Holds at most about ``BODY_HIGH_WATER`` bytes: past that the connection stops
     reading (TCP backpressure on the caller) until the application has taken half.
+    While its tunnel or the process is over its memory budget (``account``), it
+    stops reading as soon as it holds anything, and reads on once that is taken.
     Twisted would instead write every body over 100 kB to a temporary file, in full
     and before the application sees the request (issue 8: 1 GiB on disk for a
     request to a tunnel that did not exist).
     """
 
-    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+    def __init__(
+        self, pause: Callable[[], None], resume: Callable[[], None], account: Account
+    ) -> None:
         self._buffer = bytearray()
         self._pause, self._resume = pause, resume
+        self._account = account
         self._paused = False
         self._ready = asyncio.Event()
         self._wanted = BODY_HIGH_WATER
@@ -151,7 +157,10 @@ class _BodyPipe:
         return self.complete and not self._buffer
 
     def write(self, data: bytes) -> None:
+        if self.gone:
+            return
         self._buffer += data
+        within_budget = self._account.charge(len(data))
         if len(self._buffer) >= self._wanted:
             self._wake()
         elif self._coalescing is None:
@@ -162,7 +171,7 @@ class _BodyPipe:
             )
         # Checked on every write: Twisted's own write-side flow control may resume
         # reading under us, and then the next write pauses it again.
-        if len(self._buffer) >= BODY_HIGH_WATER:
+        if len(self._buffer) >= BODY_HIGH_WATER or not within_budget:
             self._paused = True
             self._pause()
 
@@ -177,7 +186,10 @@ class _BodyPipe:
         self._wake()
 
     def abort(self) -> None:
+        """The caller went away, or the response ended: what is held is dropped."""
         self.gone = True
+        self._buffer.clear()
+        self._account.close()
         self._wake()
 
     async def read(self, size: int, wait: bool = True) -> bytes | None:
@@ -192,7 +204,13 @@ class _BodyPipe:
             return None
         chunk = bytes(self._buffer[:size])
         del self._buffer[:size]
-        if self._paused and len(self._buffer) < BODY_HIGH_WATER // 2:
+        self._account.release(len(chunk))
+        # Over budget, a pipe still reads once it is empty: each connection keeps
+        # making progress, holding at most one socket read beyond the budget.
+        if self._paused and (
+            not self._buffer
+            or (len(self._buffer) < BODY_HIGH_WATER // 2 and not self._account.over)
+        ):
             self._paused = False
             self._resume()
         return chunk
@@ -252,7 +270,9 @@ class LuminetRequest(WebRequest):
 
     def gotLength(self, length):
         self.content = _EmptyBody()
-        self.body = _BodyPipe(self._pause_reading, self._resume_reading)
+        host = (self.requestHeaders.getRawHeaders(b"host") or [b""])[0]
+        account = _budget(self.server).account(budget_key(host.decode("latin-1")))
+        self.body = _BodyPipe(self._pause_reading, self._resume_reading, account)
 
     def handleContentChunk(self, data):
         self.body.write(data)
@@ -345,6 +365,10 @@ class LuminetRequest(WebRequest):
             self.abort()
             return
         super().check_timeouts()
+
+
+def _budget(server: Any) -> MemoryBudget:
+    return getattr(server, "memory_budget", UNLIMITED)
 
 
 def _discard(data: bytes) -> None:
@@ -550,6 +574,8 @@ class LuminetHTTPChannel(HTTPChannel):
             self._network.resumeProducing()
 
     def requestDone(self, request):
+        if isinstance(request, LuminetRequest):
+            request.body.abort()  # answered: nobody reads what is left of the body
         if not (isinstance(request, LuminetRequest) and request.body_incomplete):
             return super().requestDone(request)
         if request is not self.requests[0]:
@@ -603,6 +629,8 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
     #: The transport's pause/resume signal; sends wait while the peer is not reading.
     backpressure: _Backpressure | None = None
     _stalled: Any = None
+    #: The message being reassembled, charged to the memory budget.
+    _account: Account | None = None
 
     def write_paused(self) -> None:
         """The peer stopped reading (our writes fill the transport's buffer)."""
@@ -633,7 +661,27 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
         )
         self.dropConnection(abort=True)
 
+    def onMessageFrameBegin(self, length: int) -> None:
+        super().onMessageFrameBegin(length)
+        if self.failedByMe:
+            return
+        # Charged as declared, before the bytes arrive: daphne hands a message on
+        # only once it is whole, and nothing can pause the peer meanwhile.
+        if self._account is None:
+            host = str(getattr(self, "http_headers", {}).get("host", ""))
+            self._account = _budget(self.server).account(budget_key(host))
+        if not self._account.charge(length):
+            logger.warning("memory budget reached for %s; closing a WebSocket", self._account.key)
+            self._fail_connection(CloseCode.TRY_AGAIN_LATER, "server busy")
+
+    def onMessageEnd(self) -> None:
+        super().onMessageEnd()
+        if self._account is not None:
+            self._account.close()  # the message went on to the application
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._account is not None:
+            self._account.close()
         if self.release is not None:
             self.release()
             self.release = None
@@ -759,9 +807,16 @@ class LuminetHTTPFactory(HTTPFactory):
 class LuminetServer(Server):
     """daphne's Server using LuminetRequest, waiting on backpressure in ``send()``."""
 
-    def __init__(self, *args, limits: ConnectionLimits | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        limits: ConnectionLimits | None = None,
+        budget: BudgetLimits | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.connection_guard = ConnectionGuard(limits or ConnectionLimits())
+        self.memory_budget = MemoryBudget(budget)
 
     @property
     def http_factory(self):
@@ -796,6 +851,7 @@ class LuminetServer(Server):
         else:
             queue = asyncio.Queue()
         scope.setdefault("asgi", {"version": "3.0"})
+        scope["luminet.budget"] = self.memory_budget
         instance = self.application(scope=scope, receive=queue.get, send=self._sender(protocol))
         if protocol not in self.connections:
             instance.close()  # never scheduled: avoid "coroutine was never awaited"

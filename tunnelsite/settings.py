@@ -123,6 +123,13 @@ try:
     LUMINET_TRUSTED_PROXIES = parse_networks(env_str("LUMINET_TRUSTED_PROXIES") or "")
 except ValueError as exc:
     raise ImproperlyConfigured(f"LUMINET_TRUSTED_PROXIES: {exc}") from None
+# Bytes of public traffic one process holds in memory (tunnels.edge.budget):
+# request bodies waiting for a tunnel's window and WebSocket messages. Past the
+# limit, uploads wait (TCP backpressure) and WebSockets close with 1013.
+LUMINET_MEMORY_BUDGET = env_int("LUMINET_MEMORY_BUDGET", 512 * 1024 * 1024)
+LUMINET_TUNNEL_MEMORY_BUDGET = env_int("LUMINET_TUNNEL_MEMORY_BUDGET", 64 * 1024 * 1024)
+# Requests and WebSockets one tunnel has open at once; one more gets 503 tunnel-busy.
+LUMINET_MAX_STREAMS_PER_TUNNEL = env_int("LUMINET_MAX_STREAMS_PER_TUNNEL", 512)
 # Largest request body the main host (admin, health) takes; tunnel bodies stream
 # through their window and have no limit of ours.
 LUMINET_MAX_BODY_BYTES = env_int("LUMINET_MAX_BODY_BYTES", 1024 * 1024)

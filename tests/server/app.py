@@ -11,6 +11,9 @@ Routes (the query string carries the parameters):
     /fail?sent=N[&length=L]        starts a response (Content-Length L if given,
                                    otherwise chunked), sends N bytes, then raises
     /connections                   JSON: how many connections the server tracks
+    /hold                          never reads the body; answers 200 after /release
+    /release                       lets every /hold answer
+    /budget                        JSON: bytes the memory budget holds, in all and per host
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class App:
 
     def __init__(self) -> None:
         self.server: Any = None
+        self.released = asyncio.Event()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -49,6 +53,15 @@ class App:
                 await _upload(receive, send)
             case "/fail":
                 await _fail(send, int(query["sent"]), query.get("length"))
+            case "/hold":
+                await _hold(self.released, send)
+            case "/release":
+                self.released.set()
+                await _answer(send, 200, b"{}", b"application/json")
+            case "/budget":
+                budget = scope["luminet.budget"]
+                held = {"total": budget.total, "hosts": dict(budget._held)}
+                await _answer(send, 200, json.dumps(held).encode(), b"application/json")
             case "/connections":
                 body = json.dumps({"connections": len(self.server.connections)}).encode()
                 await _answer(send, 200, body, b"application/json")
@@ -94,6 +107,12 @@ async def _upload(receive: Any, send: Any) -> None:
             break
     result = {"total": total, "sha256": digest.hexdigest(), "chunks": chunks, "largest": largest}
     await _answer(send, 200, json.dumps(result).encode(), b"application/json")
+
+
+async def _hold(released: asyncio.Event, send: Any) -> None:
+    """Leave the body unread until /release (as a view that times out would)."""
+    await released.wait()
+    await _answer(send, 200, b"released")
 
 
 async def _fail(send: Any, sent: int, length: str | None) -> None:

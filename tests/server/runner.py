@@ -16,6 +16,7 @@ import sys
 
 from twisted.internet import reactor
 
+from tunnels.edge.budget import BudgetLimits
 from tunnelsite.connections import ConnectionLimits
 from tunnelsite.server import LuminetServer
 
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--body-rate-window", type=float, default=ConnectionLimits.body_rate_window)
     parser.add_argument("--per-address", type=int, default=ConnectionLimits.per_address)
     parser.add_argument("--total", type=int, default=ConnectionLimits.total)
+    parser.add_argument("--memory-budget", type=int, default=BudgetLimits.total)
+    parser.add_argument("--tunnel-budget", type=int, default=BudgetLimits.per_tunnel)
     args = parser.parse_args()
     limits = ConnectionLimits(
         head_timeout=args.head_timeout,
@@ -41,7 +44,8 @@ def main() -> None:
         per_address=args.per_address,
         total=args.total,
     )
-    options = {"limits": limits} if args.kind == "luminet" else {}
+    budget = BudgetLimits(total=args.memory_budget, per_tunnel=args.tunnel_budget)
+    options = {"limits": limits, "budget": budget} if args.kind == "luminet" else {}
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     app = App()

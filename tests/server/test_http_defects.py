@@ -8,9 +8,11 @@ shows up here first. The servers run ``tests.server.app`` in a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
+import select
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -406,3 +408,59 @@ def test_connections_past_the_per_address_cap_get_503(serve, kind: str) -> None:
             sock.close()
     assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
     assert again.startswith(b"HTTP/1.1 200"), again[:100]
+
+
+# -- issue 8, defect 6: total memory bounded per stream only --------------------
+
+
+def fill(socks: list[socket.socket], quiet: float = 0.5, deadline: float = 20.0) -> int:
+    """Send on every socket until none has taken a byte for ``quiet`` seconds."""
+    for sock in socks:
+        sock.setblocking(False)
+    block = bytes(64 * 1024)
+    sent = 0
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        _, writable, _ = select.select([], socks, [], quiet)
+        if not writable:
+            return sent
+        for sock in writable:
+            with contextlib.suppress(BlockingIOError):
+                sent += sock.send(block)
+    raise AssertionError(f"still taking bytes after {deadline} s ({sent} sent)")
+
+
+def test_uploads_past_a_tunnels_budget_wait_on_tcp(serve) -> None:
+    """Eight uploads to one host whose application reads nothing: the server holds
+    about the host's budget (here 1 MiB), not a full 1 MiB pipe for each; an upload
+    to another host goes through meanwhile, and what was held is released once the
+    requests are answered."""
+    budget = 1 * MB
+    served = serve("luminet", None, "--tunnel-budget", str(budget))
+    head = b"POST /hold HTTP/1.1\r\nHost: held.example\r\nContent-Length: 1000000000\r\n\r\n"
+    socks = []
+    try:
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", served.port), timeout=FAST)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            sock.sendall(head)
+            socks.append(sock)
+        fill(socks)
+        held = served.get_json("/budget")["hosts"].get("held.example", 0)
+
+        other = served.connection()
+        body = b"".join(pattern(4 * MB))
+        other.request("POST", "/upload", body=body, headers={"Host": "other.example"})
+        answer = json.loads(other.getresponse().read())
+        other.close()
+    finally:
+        for sock in socks:
+            sock.close()
+        served.get_json("/release")
+    # One socket read (64 KiB) per connection may land past the budget.
+    assert budget // 2 <= held <= budget + 8 * 64 * 1024, held
+    assert answer["sha256"] == hashlib.sha256(body).hexdigest()
+    deadline = time.monotonic() + FAST
+    while served.get_json("/budget")["total"] and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server notices the closes a moment later
+    assert served.get_json("/budget")["total"] == 0

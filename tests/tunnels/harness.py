@@ -54,7 +54,12 @@ class ScriptedTunnel:
     """A session plus the channel-layer loop a consumer would run for it."""
 
     def __init__(
-        self, backends: Backends, tokens: FakeTokens, channel: str, timing: Timing
+        self,
+        backends: Backends,
+        tokens: FakeTokens,
+        channel: str,
+        timing: Timing,
+        max_streams: int | None = None,
     ) -> None:
         self.backends = backends
         self.sent: asyncio.Queue[protocol.Message] = asyncio.Queue()
@@ -67,6 +72,7 @@ class ScriptedTunnel:
             backends=backends,
             tokens=tokens.tokens(),
             timing=timing,
+            max_streams=max_streams,
         )
         self._loop = asyncio.create_task(self._from_views())
 
@@ -118,13 +124,19 @@ class ScriptedTunnel:
 
 
 @contextlib.asynccontextmanager
-async def scripted_tunnel(backends: Backends, tokens: FakeTokens | None = None, **timing: float):
+async def scripted_tunnel(
+    backends: Backends,
+    tokens: FakeTokens | None = None,
+    max_streams: int | None = None,
+    **timing: float,
+):
     channel = await backends.layer.new_channel()
     tunnel = ScriptedTunnel(
         backends,
         tokens or FakeTokens(),
         channel,
         Timing(heartbeat=timing.get("heartbeat", 60.0), grace=timing.get("grace", 60.0)),
+        max_streams,
     )
     try:
         yield tunnel

@@ -11,7 +11,7 @@ from client import protocol
 from client.protocol import INITIAL_REQUEST_CHUNKS, WINDOW_CHUNKS
 from tunnels.messages import StreamResponse, TunnelReplaced, TunnelWsOpen, to_layer
 from tunnels.registry import Route
-from tunnels.relay.errors import InvalidResponse, LocalServerError, TunnelClosed
+from tunnels.relay.errors import InvalidResponse, LocalServerError, TunnelBusy, TunnelClosed
 from tunnels.relay.stream import RequestHead, Stream, find_route, open_stream
 
 from .harness import GOOD_TOKEN, FakeTokens, backends, scripted_tunnel
@@ -371,3 +371,30 @@ def test_an_odd_status_fails_its_stream_and_not_the_tunnel(status):
     cancel, status_code, closed = run(scenario())
     assert isinstance(cancel, protocol.Cancel)
     assert (status_code, closed) == (200, False)
+
+
+def test_streams_past_the_tunnels_cap_are_refused_as_busy():
+    """With two streams open, a third request is 503 tunnel-busy and never reaches the
+    client; once one ends, the next is served."""
+
+    async def scenario():
+        async with scripted_tunnel(backends(), max_streams=2) as tunnel:
+            await tunnel.authenticate()
+            first, first_request = await open_get(tunnel)
+            second, _ = await open_get(tunnel)
+            route = await find_route(tunnel.session.subdomain, tunnel.backends.registry)
+            third = await open_stream(route, GET, no_body, tunnel.backends)
+            with pytest.raises(TunnelBusy):
+                await third.response(timeout=2)
+            await third.close()
+            assert tunnel.sent.empty()  # nothing went to the client
+
+            await tunnel.client_says(protocol.Response(stream=first_request.stream, status=204))
+            await first.response(timeout=2)
+            await first.close()
+            fourth, request = await open_get(tunnel)
+            await fourth.close()
+            await second.close()
+            return request
+
+    assert isinstance(run(scenario()), protocol.Request)

@@ -156,6 +156,8 @@ def test_a_lost_response_body_is_body_lost():
 def test_each_failure_has_its_own_documented_answer(exc, status, code):
     response = error_response(exc, "abc123")
     assert (response.status_code, response["Luminet-Error"]) == (status, code)
+    # A 503 says when to come back; no other answer does.
+    assert response.get("Retry-After") == ("5" if status == 503 else None)
 
 
 def test_every_error_code_is_in_the_readme():

@@ -248,9 +248,22 @@ def error_page(exc: Exception, subdomain: str) -> tuple[int, str, str]:
     return status, code, page
 
 
+#: Seconds a 503 (a busy tunnel, a service without Redis) asks the caller to wait.
+RETRY_AFTER = "5"
+
+
+def error_headers(status: int, code: str) -> list[tuple[str, str]]:
+    """The headers of our own failure answer: its ``Luminet-Error``, and when to retry."""
+    headers = [("Luminet-Error", code)]
+    if status == 503:
+        headers.append(("Retry-After", RETRY_AFTER))
+    return headers
+
+
 def error_response(exc: Exception, subdomain: str) -> HttpResponse:
-    """:func:`error_page` as the view's response, marked with a Luminet-Error header."""
+    """:func:`error_page` as the view's response, with :func:`error_headers`."""
     status, code, page = error_page(exc, subdomain)
     response = HttpResponse(page, status=status, content_type="text/html; charset=utf-8")
-    response["Luminet-Error"] = code
+    for name, value in error_headers(status, code):
+        response[name] = value
     return response

@@ -29,7 +29,7 @@ from tunnels.relay.backends import Backends
 from tunnels.relay.errors import TunnelError
 from tunnels.relay.stream import find_route
 
-from .forwarding import error_page
+from .forwarding import error_headers, error_page
 from .intake import Receive, Send, plain_response, read_capped_body, refuse_unknown_host
 
 #: The scope key under which a tunnel host's route reaches the view or consumer.
@@ -76,7 +76,7 @@ class EdgeRouter:
                 await self.tunnel_http({**scope, ROUTE: found}, receive, send)
             else:
                 status, code, page = error_page(found, host.subdomain)
-                await plain_response(send, status, page, "text/html", [("luminet-error", code)])
+                await plain_response(send, status, page, "text/html", error_headers(status, code))
         elif isinstance(host, MainHost):
             body = await read_capped_body(scope, receive, send)
             if body is not None:
@@ -91,18 +91,21 @@ class EdgeRouter:
             if isinstance(found, Route):
                 await self.public_socket({**scope, ROUTE: found}, receive, send)
             else:
-                status, _, _ = error_page(found, host.subdomain)
-                await refuse_handshake(receive, send, status)
+                status, code, _ = error_page(found, host.subdomain)
+                await refuse_handshake(receive, send, status, error_headers(status, code))
         elif scope["path"] == TUNNEL_PATH:
             await self.tunnel_endpoint(scope, receive, send)
         else:
             await refuse_handshake(receive, send, 403)
 
 
-async def refuse_handshake(receive: Receive, send: Send, status: int) -> None:
+async def refuse_handshake(
+    receive: Receive, send: Send, status: int, headers: list[tuple[str, str]] | None = None
+) -> None:
     """Answer a WebSocket handshake with an HTTP status (the ASGI denial response)."""
     message = await receive()
     if message["type"] != "websocket.connect":
         return
-    await send({"type": "websocket.http.response.start", "status": status, "headers": []})
+    lines = [(name.lower().encode(), value.encode()) for name, value in headers or []]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": lines})
     await send({"type": "websocket.http.response.body", "body": b""})

@@ -28,7 +28,9 @@ from client.protocol import (
     close_fields,
     end_to_end,
 )
+from tunnels.hosts import header
 from tunnels.messages import (
+    ErrorKind,
     StreamData,
     StreamError,
     StreamMessage,
@@ -50,7 +52,8 @@ from tunnels.registry import Route
 from tunnels.relay.backends import Backends
 from tunnels.relay.stream import tunnel_gone
 
-from .forwarding import InvalidRequest, forwarded
+from .budget import budget_key, scope_budget
+from .forwarding import InvalidRequest, error_headers, forwarded
 from .router import route_of
 
 logger = logging.getLogger(__name__)
@@ -92,6 +95,9 @@ class SocketBridge:
         self._message = Reassembly()
         self._pending: collections.deque[TunnelWsFrame] = collections.deque()
         self._pending_bytes = 0
+        # What this socket holds in memory: its pending fragments and the local
+        # server's message being reassembled.
+        self._held = scope_budget(scope).account(budget_key(header(scope, b"host") or ""))
         self._tasks: list[asyncio.Task] = []
 
     # -- the public side ---------------------------------------------------
@@ -115,9 +121,13 @@ class SocketBridge:
         """A message from the public client: queue its fragments for the tunnel."""
         payload = text.encode("utf-8") if text is not None else (data or b"")
         self._pending_bytes += len(payload)
+        within_budget = self._held.charge(len(payload))
         if self._pending_bytes > MAX_PENDING_BYTES:
             logger.warning("tunnel %s: local WebSocket not keeping up; closing", self._subdomain)
             await self._close(CloseCode.TRY_AGAIN_LATER, "local server not keeping up")
+            return
+        if not within_budget:
+            await self._over_budget()
             return
         pieces = split_chunks(payload)
         for index, piece in enumerate(pieces):
@@ -151,6 +161,8 @@ class SocketBridge:
                 await self._pump()
             case StreamWsClose(code=code, reason=reason):
                 await self._local_closed(code, reason)
+            case StreamError(kind=ErrorKind.BUSY) if self._state == "connecting":
+                await self._deny(503, error_headers(503, ErrorKind.BUSY.value))
             case StreamError():
                 await self._failed(message.message)
             case StreamResponse() | StreamData():
@@ -175,7 +187,11 @@ class SocketBridge:
         except MessageTooBig:
             await self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")
             return
+        if message is None and not self._held.charge(len(frame.data)):
+            await self._over_budget()
+            return
         if message is not None:
+            self._held.release(len(message) - len(frame.data))
             if frame.text:
                 try:
                     text = message.decode("utf-8")
@@ -209,6 +225,7 @@ class SocketBridge:
             self._to_local.sent()
             fragment = self._pending.popleft()
             self._pending_bytes -= len(fragment.data)
+            self._held.release(len(fragment.data))
             if not await self._to_tunnel(fragment):
                 return
 
@@ -254,7 +271,13 @@ class SocketBridge:
             await self._to_tunnel(TunnelWsClose(self._channel, *close_fields(code, reason)))
         self._stop()
 
+    async def _over_budget(self) -> None:
+        logger.warning("tunnel %s: memory budget reached; closing a WebSocket", self._subdomain)
+        await self._close(CloseCode.TRY_AGAIN_LATER, "server busy")
+
     def _stop(self) -> None:
+        self._pending.clear()
+        self._held.close()
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:

@@ -116,6 +116,7 @@ class TunnelSession:
         tokens: Tokens | None = None,
         timing: Timing | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_streams: int | None = None,
     ):
         self.channel = channel
         self.peer = peer
@@ -127,6 +128,9 @@ class TunnelSession:
         self._tokens = tokens or Tokens()
         self._timing = timing or Timing.current()
         self._clock = clock
+        #: Streams open at once; one more is refused (503 tunnel-busy), not queued:
+        #: each holds a window of memory here, in the view and in the client.
+        self._max_streams = max_streams or settings.LUMINET_MAX_STREAMS_PER_TUNNEL
         self._outbox = Outbox(self._layer, self._view_lost, self._payloads.store)
         self.token_id: int | None = None
         self.token_label = ""
@@ -277,6 +281,12 @@ class TunnelSession:
             return
         message = from_layer(raw)
         match message:
+            case TunnelOpen() | TunnelWsOpen() if len(self._streams) >= self._max_streams:
+                logger.warning(
+                    "tunnel %s: %d streams open; refusing one", self.subdomain, len(self._streams)
+                )
+                self._to_view(message.reply, StreamError(ErrorKind.BUSY, "too many open streams"))
+                return
             case TunnelOpen():
                 await self._open_stream(message)
                 return

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from client.protocol import MAX_WS_MESSAGE
+from tunnels.edge.budget import BudgetLimits
 from tunnelsite.connections import ConnectionLimits
 from tunnelsite.server import LuminetServer
 
@@ -62,6 +63,9 @@ class Command(BaseCommand):
             total=settings.LUMINET_MAX_CONNECTIONS,
             trusted=settings.LUMINET_TRUSTED_PROXIES,
         )
+        budget = BudgetLimits(
+            total=settings.LUMINET_MEMORY_BUDGET, per_tunnel=settings.LUMINET_TUNNEL_MEMORY_BUDGET
+        )
         cli = CommandLineInterface()
-        cli.server_class = functools.partial(LuminetServer, limits=limits)
+        cli.server_class = functools.partial(LuminetServer, limits=limits, budget=budget)
         cli.run([*daphne_args, "tunnelsite.asgi:application"])
