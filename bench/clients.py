@@ -7,6 +7,7 @@ what was promised, so a short body is an error, never a fast result.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 import time
@@ -351,3 +352,24 @@ def sequential_gets(port: int, host: str, seconds: float) -> Latencies:
         p99_ms=latencies[min(n - 1, int(n * 0.99))] * 1e3,
         max_ms=latencies[-1] * 1e3,
     )
+
+
+def fill(
+    socks: list[socket.socket], limit: int, quiet: float = 2.0, deadline: float = 120.0
+) -> int:
+    """Send on every socket (at most ``limit`` bytes each) until none takes a byte for
+    ``quiet`` seconds; return the bytes sent in all."""
+    for sock in socks:
+        sock.setblocking(False)
+    left = {sock: limit for sock in socks}
+    block = bytes(BLOCK)
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        waiting = [sock for sock, n in left.items() if n]
+        _, writable, _ = select.select([], waiting, [], quiet) if waiting else ([], [], [])
+        if not writable:
+            return sum(limit - n for n in left.values())
+        for sock in writable:
+            with contextlib.suppress(BlockingIOError):
+                left[sock] -= sock.send(block[: left[sock]])
+    raise HTTPError(f"uploads still moving after {deadline} s")
