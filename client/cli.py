@@ -8,7 +8,7 @@ import sys
 
 from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
 from .console import ConsoleLog, JsonLog
-from .errors import AuthFailed, TunnelError
+from .errors import AuthFailed, NameRefused, TunnelError
 from .events import Events
 from .session import run
 
@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $TUNNEL_SERVER, ~/.tunnel/config, or ws://localhost:8000/tunnel)",
     )
     parser.add_argument("--token", help="access token (default: $TUNNEL_TOKEN or ~/.tunnel/config)")
+    parser.add_argument(
+        "--subdomain",
+        metavar="NAME",
+        help="ask for this subdomain, or fail (default: the one this port had last time, "
+        "when it is free)",
+    )
     parser.add_argument(
         "--max-concurrency",
         type=int,
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             token=args.token,
             max_concurrency=args.max_concurrency,
             environ=environment(),
+            subdomain=args.subdomain,
         )
         run(config, Events([LOG_FORMATS[args.log_format](sys.stdout)]))
     except ConfigError as exc:
@@ -69,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except AuthFailed as exc:
         print(f"error: the server refused the tunnel: {exc}", file=sys.stderr)
         return 3
+    except NameRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
     except TunnelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

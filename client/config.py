@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .names import NAMES_PATH
+from .protocol import subdomain_problem
+
 DEFAULT_SERVER = "ws://localhost:8000/tunnel"
 DEFAULT_HOST = "localhost"
 DEFAULT_CONCURRENCY = 64
@@ -26,6 +29,9 @@ class Config:
     local_host: str = DEFAULT_HOST
     local_port: int = 3000
     max_concurrency: int = DEFAULT_CONCURRENCY
+    #: The subdomain required (``--subdomain``); without, the remembered one is asked for.
+    subdomain: str | None = None
+    names_path: Path = NAMES_PATH
 
     @property
     def local_origin(self) -> str:
@@ -79,6 +85,7 @@ def resolve(
     max_concurrency: int,
     environ: Mapping[str, str],
     config_path: Path = CONFIG_PATH,
+    subdomain: str | None = None,
 ) -> Config:
     """Combine the sources in priority order and check the result."""
     stored = read_config_file(config_path)
@@ -93,12 +100,15 @@ def resolve(
         raise ConfigError(f"--host must be a host name or IP address, not {host!r}")
     if not 1 <= max_concurrency <= 1024:
         raise ConfigError("--max-concurrency must be between 1 and 1024")
+    if subdomain is not None and (problem := subdomain_problem(subdomain)):
+        raise ConfigError(f"--subdomain {subdomain!r}: {problem}")
     return Config(
         server=server_url(chosen_server),
         token=chosen_token.strip(),
         local_host=local_host,
         local_port=port,
         max_concurrency=max_concurrency,
+        subdomain=subdomain,
     )
 
 

@@ -1,7 +1,8 @@
 """The client's exceptions::
 
 TunnelError          the tunnel cannot go on; the CLI prints it and exits non-zero
-└── AuthFailed       the server refused the token (exit status 3)
+├── AuthFailed       the server refused the token (exit status 3)
+└── NameRefused      the server refused the subdomain asked for (exit status 4)
 ConnectionLost       the WebSocket to the server broke; the client reconnects
 """
 
@@ -14,6 +15,10 @@ class TunnelError(Exception):
 
 class AuthFailed(TunnelError):
     pass
+
+
+class NameRefused(TunnelError):
+    """``--subdomain NAME`` cannot be had; the message says why and what to do."""
 
 
 class ConnectionLost(Exception):

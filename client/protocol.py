@@ -63,7 +63,23 @@ MAX_STREAM_ID = 2**32 - 1
 #: Generated subdomains: this many characters from SUBDOMAIN_ALPHABET.
 SUBDOMAIN_LENGTH = 6
 SUBDOMAIN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-SUBDOMAIN_RE = re.compile(rf"[a-z0-9]{{{SUBDOMAIN_LENGTH}}}")
+#: A subdomain a client may ask for: one DNS label (RFC 1035 section 2.3.1) in
+#: lower case, 3 to 63 letters, digits and inner hyphens. Generated names fit it.
+SUBDOMAIN_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+
+
+def subdomain_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a subdomain to ask for, as a sentence; None if fine."""
+    if not 3 <= len(name) <= 63:
+        return "a subdomain has 3 to 63 characters"
+    if name != name.lower():
+        return "a subdomain is written in lower case"
+    if not SUBDOMAIN_RE.fullmatch(name):
+        return "a subdomain has only letters a-z, digits and hyphens, and no hyphen at either end"
+    if name[2:4] == "--":
+        # RFC 5891 section 4.2.3.1: reserved for IDNA ("xn--"): no name poses as punycode.
+        return "a subdomain must not have hyphens as its third and fourth characters"
+    return None
 
 
 class CloseCode(enum.IntEnum):
@@ -138,14 +154,26 @@ Headers = list[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Auth:
-    """Client -> server, first message: present a token, maybe ask for a subdomain back."""
+    """Client -> server, first message: present a token, maybe ask for a subdomain.
+
+    With ``required`` the client wants that subdomain or none (``--subdomain``);
+    without, it is a preference (the name it had before), and the server picks
+    another when it cannot be granted. ``resume`` says the client held it on the
+    connection it lost: then it takes over its token's live tunnel there (the old
+    connection is half-open); otherwise a live tunnel always keeps its name.
+    """
 
     token: str
     subdomain: str | None = None
+    required: bool = False
+    resume: bool = False
     version: int = PROTOCOL_VERSION
 
     def __repr__(self) -> str:  # the token must never reach a log line
-        return f"Auth(subdomain={self.subdomain!r}, version={self.version})"
+        return (
+            f"Auth(subdomain={self.subdomain!r}, required={self.required}, "
+            f"resume={self.resume}, version={self.version})"
+        )
 
 
 @dataclass(frozen=True)
@@ -161,11 +189,28 @@ class AuthError:
     """Server -> client: authentication failed; the server closes the socket next.
 
     ``retry`` says the failure is the server's, for now (Redis unreachable): the
-    client reconnects with backoff instead of giving up on its token.
+    client reconnects with backoff instead of giving up on its token. ``code``
+    says why, for programs (``AuthRefusal``); ``message`` says it for people.
     """
 
     message: str
     retry: bool = False
+    code: str = ""
+
+
+class AuthRefusal(enum.StrEnum):
+    """The ``code`` of an ``auth_error``."""
+
+    INVALID_TOKEN = "invalid-token"
+    REVOKED = "token-revoked"
+    SERVER_BUSY = "server-busy"
+    #: The required subdomain: held by another token, live or in its grace period.
+    SUBDOMAIN_TAKEN = "subdomain-taken"
+    SUBDOMAIN_INVALID = "subdomain-invalid"
+    #: On the server's block list (``LUMINET_BLOCKED_SUBDOMAINS``).
+    SUBDOMAIN_BLOCKED = "subdomain-blocked"
+    #: Reserved for another token by the operator.
+    SUBDOMAIN_RESERVED = "subdomain-reserved"
 
 
 @dataclass(frozen=True)
@@ -385,13 +430,25 @@ def decode(text: str | bytes) -> ControlMessage:
                 raise ProtocolError(f"unsupported protocol version {version}")
             token = _str(raw, "token")
             subdomain = _optional_str(raw, "subdomain")
-            if subdomain is not None and not SUBDOMAIN_RE.fullmatch(subdomain):
-                raise ProtocolError("requested subdomain is not a valid subdomain")
-            return Auth(token=token, subdomain=subdomain, version=version)
+            # A name too long for a DNS label is bad input; one that breaks the
+            # naming rules is the session's to refuse, with a reason the user sees.
+            if subdomain is not None and len(subdomain) > 63:
+                raise ProtocolError("requested subdomain is longer than a DNS label")
+            return Auth(
+                token=token,
+                subdomain=subdomain,
+                required=_bool(raw, "required"),
+                resume=_bool(raw, "resume"),
+                version=version,
+            )
         case "auth_ok":
             return AuthOk(subdomain=_str(raw, "subdomain"), url=_str(raw, "url"))
         case "auth_error":
-            return AuthError(message=_str(raw, "message"), retry=_bool(raw, "retry"))
+            return AuthError(
+                message=_str(raw, "message"),
+                retry=_bool(raw, "retry"),
+                code=_optional_str(raw, "code") or "",
+            )
         case "request":
             method = _str(raw, "method")
             path = _str(raw, "path")

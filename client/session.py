@@ -22,12 +22,13 @@ import websocket
 
 from . import protocol
 from .config import Config
-from .errors import AuthFailed, ConnectionLost, TunnelError
+from .errors import AuthFailed, ConnectionLost, NameRefused, TunnelError
 from .events import Events, Failure
 from .exchanges import ExchangeRunner, HttpStream
 from .forward import ConnectionPool, Exchange
 from .frames import MaskedFrame
-from .protocol import ProtocolError, StreamRefused
+from .names import RememberedNames
+from .protocol import AuthRefusal, ProtocolError, StreamRefused
 from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
@@ -238,8 +239,24 @@ def _closed_by_server(payload: bytes) -> None:
     raise ConnectionLost(f"server closed the tunnel ({code} {reason})".replace(" )", ")"))
 
 
-def authenticate(ws: websocket.WebSocket, token: str, subdomain: str | None) -> protocol.AuthOk:
-    ws.send(protocol.encode(protocol.Auth(token=token, subdomain=subdomain)))
+#: Refusals of a subdomain asked for, and what to say the user can do.
+_NAME_ADVICE = {
+    AuthRefusal.SUBDOMAIN_TAKEN: "choose another name with --subdomain",
+    AuthRefusal.SUBDOMAIN_INVALID: "choose another name with --subdomain",
+    AuthRefusal.SUBDOMAIN_BLOCKED: "choose another name with --subdomain",
+    AuthRefusal.SUBDOMAIN_RESERVED: "use the token it is reserved for, or choose another name",
+}
+
+
+def authenticate(
+    ws: websocket.WebSocket,
+    token: str,
+    subdomain: str | None,
+    required: bool = False,
+    resume: bool = False,
+) -> protocol.AuthOk:
+    auth = protocol.Auth(token=token, subdomain=subdomain, required=required, resume=resume)
+    ws.send(protocol.encode(auth))
     try:
         reply = protocol.decode_from_server(ws.recv())
     except ProtocolError as exc:
@@ -249,6 +266,8 @@ def authenticate(ws: websocket.WebSocket, token: str, subdomain: str | None) -> 
             return reply
         case protocol.AuthError(message=text, retry=True):
             raise ConnectionLost(f"the server cannot take tunnels now: {text}")
+        case protocol.AuthError(message=text, code=code) if code in _NAME_ADVICE:
+            raise NameRefused(f"subdomain refused: {text}; {_NAME_ADVICE[AuthRefusal(code)]}")
         case protocol.AuthError(message=text):
             raise AuthFailed(text)
         case _:
@@ -256,8 +275,16 @@ def authenticate(ws: websocket.WebSocket, token: str, subdomain: str | None) -> 
 
 
 def run(config: Config, events: Events, max_attempts: int | None = None) -> None:
-    """Keep a tunnel up until interrupted; raise TunnelError if it cannot be."""
-    subdomain: str | None = None
+    """Keep a tunnel up until interrupted; raise TunnelError if it cannot be.
+
+    The subdomain asked for is ``--subdomain`` (required), else the one this
+    server gave this local address last time (``names``); after a drop, the one
+    just held.
+    """
+    names = RememberedNames(config.names_path)
+    subdomain = config.subdomain or names.get(config.server, config.local_origin)
+    required = config.subdomain is not None
+    held = False  # whether a connection of ours had ``subdomain``: then we resume it
     failures = 0
     while max_attempts is None or failures < max_attempts:
         try:
@@ -271,11 +298,12 @@ def run(config: Config, events: Events, max_attempts: int | None = None) -> None
             reason = f"cannot reach {config.server}: {exc or exc.__class__.__name__}"
         else:
             try:
-                ok = authenticate(ws, config.token, subdomain)
+                ok = authenticate(ws, config.token, subdomain, required, resume=held)
                 ws.settimeout(PING_TIMEOUT)
                 if subdomain is not None and ok.subdomain != subdomain:
                     events.subdomain_changed(subdomain, ok.subdomain)
-                subdomain = ok.subdomain
+                subdomain, held = ok.subdomain, True
+                names.put(config.server, config.local_origin, subdomain)
                 failures = 0
                 events.tunnel_active(ok.url, ok.subdomain, config.local_origin)
                 Tunnel(ws, config, events).run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,15 @@ class Client(Process):
         log_format: str = "json",
         merge: bool = False,
         logdir: Path | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         """Start a client; the token goes in ``TUNNEL_TOKEN``, or ``--token`` with ``token_flag``.
 
-        ``home`` is its HOME, so that no ``~/.tunnel/config`` of the machine reaches it.
+        ``home`` is its HOME, so that no ``~/.tunnel/config`` of the machine reaches it;
+        ``args`` are more flags (``--subdomain``).
         """
         argv = [PYTHON, "-m", "client", "--port", str(local_port), "--host", "127.0.0.1"]
-        argv += ["--server", server_url, "--log-format", log_format]
+        argv += ["--server", server_url, "--log-format", log_format, *args]
         env = clean_environ({"HOME": str(home)})
         if token_flag:
             argv += ["--token", token]

@@ -8,10 +8,11 @@ machines). A subdomain is in one of two states:
 * held: its tunnel disconnected less than a grace period ago; only the same
   token may claim it again, so a reconnecting client keeps its URL.
 
-A claim by the same token also takes a *live* entry over: the client that asks
-for its subdomain back has given up on its old connection, even if the server
-has not noticed yet (a half-open socket, or a process that died). The old
-owner's channel is returned so it can be told to close.
+A claim by the same token may also take a *live* entry over (``take_over``): a
+client reconnecting to the subdomain it held has given up on its old connection,
+even if the server has not noticed yet (a half-open socket, or a process that
+died). The old owner's channel is returned so it can be told to close. A fresh
+client asking for a name never takes it from a live tunnel, even of its token.
 
 Live entries carry a time-to-live that the owning consumer refreshes, so a
 process that dies without cleaning up frees its subdomains shortly after.
@@ -21,14 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
 
-from client.protocol import SUBDOMAIN_ALPHABET, SUBDOMAIN_LENGTH
 from tunnels.redisclient import PerLoopRedis
 
 logger = logging.getLogger(__name__)
@@ -41,10 +40,6 @@ TTL_HEARTBEATS = 3
 def live_ttl() -> float:
     """Seconds a live entry survives without a refresh (LUMINET_HEARTBEAT_INTERVAL x 3)."""
     return settings.LUMINET_HEARTBEAT_INTERVAL * TTL_HEARTBEATS
-
-
-#: Random subdomains to try before giving up (36**6 names: collisions are rare).
-CLAIM_ATTEMPTS = 20
 
 
 class RegistryError(Exception):
@@ -72,8 +67,11 @@ class Claim:
 
 
 class Registry(Protocol):
-    async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
-        """Make ``subdomain`` live on ``channel`` unless another token has it."""
+    async def claim(
+        self, subdomain: str, token_id: int, channel: str, take_over: bool = True
+    ) -> Claim:
+        """Make ``subdomain`` live on ``channel`` unless another token has it, or
+        (without ``take_over``) another live tunnel of the same token."""
 
     async def lookup(self, subdomain: str) -> Route | None:
         """Return the route to the live tunnel for ``subdomain``, if any."""
@@ -91,26 +89,6 @@ class Registry(Protocol):
 
     async def close(self) -> None:
         """Release this event loop's connections."""
-
-
-def random_subdomain() -> str:
-    return "".join(secrets.choice(SUBDOMAIN_ALPHABET) for _ in range(SUBDOMAIN_LENGTH))
-
-
-async def claim_subdomain(
-    registry: Registry, token_id: int, channel: str, requested: str | None
-) -> tuple[str, Claim]:
-    """Claim ``requested`` if this token may have it, else a random free one."""
-    if requested is not None:
-        claim = await registry.claim(requested, token_id, channel)
-        if claim.granted:
-            return requested, claim
-    for _ in range(CLAIM_ATTEMPTS):
-        candidate = random_subdomain()
-        claim = await registry.claim(candidate, token_id, channel)
-        if claim.granted:
-            return candidate, claim
-    raise RegistryError("no free subdomain found")
 
 
 # ---------------------------------------------------------------------------
@@ -139,9 +117,13 @@ class MemoryRegistry:
             return None
         return entry
 
-    async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
+    async def claim(
+        self, subdomain: str, token_id: int, channel: str, take_over: bool = True
+    ) -> Claim:
         entry = self._current(subdomain)
         if entry is not None and entry.token_id != token_id:
+            return Claim(False)
+        if entry is not None and entry.live and entry.channel != channel and not take_over:
             return Claim(False)
         self._entries[subdomain] = _Entry(True, token_id, channel, self._clock() + live_ttl())
         if entry is not None and entry.live and entry.channel != channel:
@@ -174,7 +156,7 @@ class MemoryRegistry:
 # ---------------------------------------------------------------------------
 # Redis registry
 
-# KEYS[1] = tunnel key; ARGV = new value, token id, ttl in ms, new channel.
+# KEYS[1] = tunnel key; ARGV = new value, token id, ttl in ms, new channel, take over (1/0).
 # Returns {granted, channel of the live tunnel replaced or ""}.
 _CLAIM = """
 local replaced = ''
@@ -182,7 +164,10 @@ local current = redis.call('GET', KEYS[1])
 if current then
   local entry = cjson.decode(current)
   if tostring(entry.token) ~= ARGV[2] then return {0, ''} end
-  if entry.live and entry.channel ~= ARGV[4] then replaced = entry.channel end
+  if entry.live and entry.channel ~= ARGV[4] then
+    if ARGV[5] ~= '1' then return {0, ''} end
+    replaced = entry.channel
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return {1, replaced}
@@ -226,10 +211,18 @@ class RedisRegistry:
         except Exception as exc:  # redis-py raises a wide tree; callers need one type
             raise RegistryError(f"registry unavailable: {exc.__class__.__name__}") from exc
 
-    async def claim(self, subdomain: str, token_id: int, channel: str) -> Claim:
+    async def claim(
+        self, subdomain: str, token_id: int, channel: str, take_over: bool = True
+    ) -> Claim:
         value = _live_value(token_id, channel)
         granted, replaced = await self._eval(
-            _CLAIM, self.key(subdomain), value, token_id, _ms(live_ttl()), channel
+            _CLAIM,
+            self.key(subdomain),
+            value,
+            token_id,
+            _ms(live_ttl()),
+            channel,
+            "1" if take_over else "0",
         )
         return Claim(bool(granted), replaced.decode() if replaced else None)
 

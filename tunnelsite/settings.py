@@ -43,6 +43,20 @@ def env_int(name: str, default: int) -> int:
     return number
 
 
+DEFAULT_BLOCKED_SUBDOMAINS = (
+    "www,admin,administrator,api,app,auth,account,accounts,billing,blog,cdn,console,"
+    "dashboard,docs,ftp,help,imap,login,mail,media,ns1,ns2,pop,pop3,root,security,smtp,"
+    "sso,static,status,support,tunnel,tunnels,webmail"
+)
+
+
+def parse_names(value: str) -> frozenset[str]:
+    names = frozenset(name.strip().lower() for name in value.split(",") if name.strip())
+    if bad := sorted(name for name in names if not name.replace("-", "").isalnum()):
+        raise ImproperlyConfigured(f"LUMINET_BLOCKED_SUBDOMAINS: not names: {', '.join(bad)}")
+    return names
+
+
 def _default_max_connections() -> int:
     """Nine tenths of the open-file limit: room for the database, Redis and logs."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -133,6 +147,11 @@ LUMINET_MAX_STREAMS_PER_TUNNEL = env_int("LUMINET_MAX_STREAMS_PER_TUNNEL", 512)
 # Largest request body the main host (admin, health) takes; tunnel bodies stream
 # through their window and have no limit of ours.
 LUMINET_MAX_BODY_BYTES = env_int("LUMINET_MAX_BODY_BYTES", 1024 * 1024)
+# Names no client may ask for (--subdomain): comma-separated; the default keeps
+# the usual service names from posing as the operator's own.
+LUMINET_BLOCKED_SUBDOMAINS = parse_names(
+    env_str("LUMINET_BLOCKED_SUBDOMAINS", DEFAULT_BLOCKED_SUBDOMAINS) or ""
+)
 # Seconds a disconnected tunnel's subdomain stays reserved for its token.
 LUMINET_SUBDOMAIN_GRACE = env_float("LUMINET_SUBDOMAIN_GRACE", 60.0)
 # Seconds between a live tunnel's registry refresh and token re-check: a revoked

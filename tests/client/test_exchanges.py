@@ -13,7 +13,7 @@ import pytest
 
 from client import protocol
 from client.console import status_text
-from client.errors import AuthFailed, ConnectionLost
+from client.errors import AuthFailed, ConnectionLost, NameRefused
 from client.events import Events, Failure
 from client.exchanges import ExchangeRunner, HttpStream
 from client.forward import LocalError, LocalResponse
@@ -374,3 +374,17 @@ def test_a_busy_server_is_retried_and_a_refused_token_is_not() -> None:
     refused = _ScriptedSocket(protocol.AuthError("invalid token"))
     with pytest.raises(AuthFailed):
         authenticate(refused, "lmn_token", None)  # type: ignore[arg-type]
+
+
+def test_a_refused_subdomain_says_why_and_what_to_do() -> None:
+    """auth_error with a subdomain code is a NameRefused naming the cause and the fix."""
+    taken = _ScriptedSocket(
+        protocol.AuthError("'my-app' is in use by another token", code="subdomain-taken")
+    )
+    with pytest.raises(NameRefused) as refused:
+        authenticate(taken, "lmn_token", "my-app", required=True)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "subdomain refused: 'my-app' is in use by another token; "
+        "choose another name with --subdomain"
+    )
+    assert '"required":true' in taken.sent[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -130,15 +130,19 @@ class Launcher:
         *,
         token_flag: bool = False,
         name: str = "client",
+        args: Sequence[str] = (),
+        home: Path | None = None,
     ) -> Client:
-        """Start a client for ``server`` (a Server, or a ws:// URL such as a proxy's)."""
+        """Start a client for ``server`` (a Server, or a ws:// URL such as a proxy's);
+        ``args`` are more flags, ``home`` another HOME than the session's."""
         client = Client(
             server_url=server if isinstance(server, str) else server.ws_url,
             local_port=local_port,
             token=token.value,
-            home=self.home,
+            home=home or self.home,
             token_flag=token_flag,
             name=f"{name}[{self.layer.name}]",
+            args=args,
         )
         self._processes.append(client)
         return client

@@ -13,14 +13,26 @@ if TYPE_CHECKING:
 
 
 class RawTunnel:
-    """Authenticated with ``token`` (unless None) and asking for ``subdomain``."""
+    """Authenticated with ``token`` (unless None) and asking for ``subdomain``, as a
+    client resuming it after a lost connection does (``resume``)."""
 
-    def __init__(self, ws_url: str, token: Token | None, subdomain: str | None = None) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        token: Token | None,
+        subdomain: str | None = None,
+        *,
+        resume: bool = True,
+        required: bool = False,
+    ) -> None:
         self.ws = websocket.create_connection(ws_url, timeout=15)
         self.subdomain = ""
         self.url = ""
         if token is not None:
-            self.ws.send(protocol.encode(protocol.Auth(token=token.value, subdomain=subdomain)))
+            auth = protocol.Auth(
+                token=token.value, subdomain=subdomain, required=required, resume=resume
+            )
+            self.ws.send(protocol.encode(auth))
             reply = protocol.decode(self.ws.recv())
             assert isinstance(reply, protocol.AuthOk), reply
             self.subdomain, self.url = reply.subdomain, reply.url

@@ -129,8 +129,11 @@ def _request(**overrides):
         '{"type": "auth"}',
         '{"type": "auth", "token": 5}',
         '{"type": "auth", "token": "t", "version": 99}',
-        '{"type": "auth", "token": "t", "subdomain": "../etc"}',
-        '{"type": "auth", "token": "t", "subdomain": "ABCDEF"}',
+        # Longer than any DNS label; a name that breaks the rules otherwise is
+        # refused by the session, with the reason (tests/tunnels/test_names.py).
+        '{"type": "auth", "token": "t", "subdomain": "' + "a" * 64 + '"}',
+        '{"type": "auth", "token": "t", "subdomain": 5}',
+        '{"type": "auth", "token": "t", "required": "yes"}',
         _request(stream=0),
         _request(stream=-1),
         _request(stream=2**32),

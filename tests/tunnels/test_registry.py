@@ -6,9 +6,8 @@ import contextlib
 import pytest
 import redis
 
-from client.protocol import SUBDOMAIN_RE
 from tunnels import registry
-from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, Route, claim_subdomain
+from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, Route
 
 from .conftest import REDIS_URL
 
@@ -194,21 +193,6 @@ def test_unrefreshed_entry_expires(make_registry):
     run(scenario())
 
 
-def test_claim_subdomain_prefers_the_requested_one(make_registry):
-    """A reconnecting client gets its subdomain back, or a fresh random one if taken."""
-    build, _ = make_registry
-
-    async def scenario():
-        async with opened(build) as reg:
-            assert (await claim_subdomain(reg, 1, "chan-a", "abc123"))[0] == "abc123"
-            other, claim = await claim_subdomain(reg, 2, "chan-b", "abc123")
-            assert other != "abc123"
-            assert SUBDOMAIN_RE.fullmatch(other)
-            assert claim == Claim(True)
-
-    run(scenario())
-
-
 def test_concurrent_claims_by_different_tokens_have_one_winner(make_registry):
     """Of many simultaneous claims of one subdomain by different tokens, one succeeds."""
     build, _ = make_registry
@@ -221,3 +205,22 @@ def test_concurrent_claims_by_different_tokens_have_one_winner(make_registry):
             assert sum(result.granted for result in results) == 1
 
     run(scenario())
+
+
+def test_without_take_over_a_live_entry_of_the_same_token_stays(make_registry):
+    """Only a resuming client takes its token's live subdomain over; a hold it may claim."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a")
+            refused = await reg.claim("abc123", 1, "chan-b", take_over=False)
+            still = await reg.lookup("abc123")
+            await reg.release("abc123", "chan-a", 1, grace=60)
+            after_hold = await reg.claim("abc123", 1, "chan-c", take_over=False)
+            return refused, still, after_hold
+
+    refused, still, after_hold = run(scenario())
+    assert refused == Claim(False)
+    assert still == Route("abc123", "chan-a")
+    assert after_hold == Claim(True)

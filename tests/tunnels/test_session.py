@@ -58,7 +58,7 @@ def test_an_invalid_token_is_refused_and_closed():
             return reply, await tunnel.close_code()
 
     reply, code = run(scenario())
-    assert reply == protocol.AuthError("invalid token")
+    assert reply == protocol.AuthError("invalid token", code="invalid-token")
     assert code == protocol.CloseCode.AUTH_FAILED
 
 
@@ -273,17 +273,46 @@ def test_ending_releases_the_subdomain_as_a_hold():
 
 
 def test_replacement_closes_the_older_connection():
-    """A newer connection of the same token takes the subdomain; the old one closes 4410."""
+    """A newer connection of the same token resuming the subdomain takes it; the old
+    one closes 4410."""
 
     async def scenario():
         shared = backends()
         async with scripted_tunnel(shared) as old, scripted_tunnel(shared) as new:
             ok = await old.authenticate()
-            await new.client_says(protocol.Auth(token=GOOD_TOKEN, subdomain=ok.subdomain))
+            resume = protocol.Auth(token=GOOD_TOKEN, subdomain=ok.subdomain, resume=True)
+            await new.client_says(resume)
             assert (await new.next_sent()).subdomain == ok.subdomain
             return await old.close_code()
 
     assert run(scenario()) == protocol.CloseCode.REPLACED
+
+
+def test_a_fresh_client_never_takes_a_live_name_even_of_its_token():
+    """Without ``resume``, its token's live tunnel keeps the name: a preference gets
+    another name, a requirement a refusal; the live tunnel stays open."""
+
+    async def scenario():
+        shared = backends()
+        async with (
+            scripted_tunnel(shared) as live,
+            scripted_tunnel(shared) as preferring,
+            scripted_tunnel(shared) as requiring,
+        ):
+            ok = await live.authenticate()
+            await preferring.client_says(protocol.Auth(token=GOOD_TOKEN, subdomain=ok.subdomain))
+            other = await preferring.next_sent()
+            await requiring.client_says(
+                protocol.Auth(token=GOOD_TOKEN, subdomain=ok.subdomain, required=True)
+            )
+            refusal = await requiring.next_sent()
+            found = await shared.registry.lookup(ok.subdomain)
+            return ok, other, refusal, found, live.closed.done()
+
+    ok, other, refusal, found, live_closed = run(scenario())
+    assert isinstance(other, protocol.AuthOk) and other.subdomain != ok.subdomain
+    assert isinstance(refusal, protocol.AuthError) and refusal.code == "subdomain-taken"
+    assert found is not None and not live_closed
 
 
 def test_replaced_message_is_typed_on_the_layer():
@@ -304,7 +333,7 @@ def test_a_revoked_token_closes_the_tunnel_at_the_next_heartbeat():
 
     code, reply = run(scenario())
     assert code == protocol.CloseCode.AUTH_FAILED
-    assert reply == protocol.AuthError("token revoked")
+    assert reply == protocol.AuthError("token revoked", code="token-revoked")
 
 
 def test_a_heartbeat_after_the_end_claims_nothing():

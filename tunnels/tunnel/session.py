@@ -22,7 +22,7 @@ from django.conf import settings
 
 from client import protocol
 from client.flow import ReceiveWindow, SendWindow, split_chunks
-from client.protocol import CloseCode, ProtocolError, StreamRefused
+from client.protocol import AuthRefusal, CloseCode, ProtocolError, StreamRefused
 from tokens import auth
 from tokens.auth import AuthenticatedToken
 from tunnels.hosts import public_url
@@ -48,12 +48,13 @@ from tunnels.messages import (
     from_layer,
     to_layer,
 )
-from tunnels.registry import RegistryError, claim_subdomain
+from tunnels.registry import RegistryError
 from tunnels.relay.backends import Backends
 from tunnels.relay.outbox import Outbox
 from tunnels.relay.payloads import PayloadLost
 
 from .authlog import failed_auth_log
+from .names import NameRefused, grant_subdomain
 
 logger = logging.getLogger(__name__)
 
@@ -248,15 +249,29 @@ class TunnelSession:
         token = await self._tokens.authenticate(message.token)
         if token is None:
             failed_auth_log.failed(self.peer.rpartition(":")[0] or self.peer)
-            await self._send_text(protocol.encode(protocol.AuthError("invalid token")))
+            await self._send_text(
+                protocol.encode(protocol.AuthError("invalid token", code=AuthRefusal.INVALID_TOKEN))
+            )
             raise SessionClosed(protocol.CloseCode.AUTH_FAILED, "invalid token")
         try:
-            subdomain, claim = await claim_subdomain(
-                self._registry, token.id, self.channel, message.subdomain
+            subdomain, claim = await grant_subdomain(
+                self._registry,
+                token.id,
+                self.channel,
+                message.subdomain,
+                required=message.required,
+                resume=message.resume,
             )
+        except NameRefused as refused:
+            logger.info("tunnel refused to %s (token %s): %s", self.peer, token.prefix, refused)
+            refusal = protocol.AuthError(str(refused), code=refused.code)
+            await self._send_text(protocol.encode(refusal))
+            raise SessionClosed(CloseCode.AUTH_FAILED, refused.code) from None
         except RegistryError as exc:
             logger.error("tunnel registry failure for %s: %s", self.peer, exc)
-            busy = protocol.AuthError("server busy, try again", retry=True)
+            busy = protocol.AuthError(
+                "server busy, try again", retry=True, code=AuthRefusal.SERVER_BUSY
+            )
             await self._send_text(protocol.encode(busy))
             raise SessionClosed(CloseCode.TRY_AGAIN_LATER, "try again later") from exc
         self.token_id, self.token_label, self.subdomain = token.id, token.prefix, subdomain
@@ -390,7 +405,9 @@ class TunnelSession:
                 continue
             if not await self._tokens.is_still_valid(self.token_id):
                 logger.info("tunnel %s closed: token %s revoked", self.subdomain, self.token_label)
-                await self._send_text(protocol.encode(protocol.AuthError("token revoked")))
+                await self._send_text(
+                    protocol.encode(protocol.AuthError("token revoked", code=AuthRefusal.REVOKED))
+                )
                 raise SessionClosed(protocol.CloseCode.AUTH_FAILED, "token revoked")
             try:
                 kept = await self._registry.refresh(self.subdomain, self.token_id, self.channel)
