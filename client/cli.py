@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         "when it is free)",
     )
     parser.add_argument(
+        "--host-header",
+        metavar="preserve|rewrite|VALUE",
+        default="preserve",
+        help="the Host the local server sees: the public one (preserve, the default), "
+        "the local address (rewrite: what Vite, webpack, Django and Rails accept) or VALUE",
+    )
+    parser.add_argument(
         "--max-concurrency",
         type=int,
         default=DEFAULT_CONCURRENCY,
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrency=args.max_concurrency,
             environ=environment(),
             subdomain=args.subdomain,
+            host_header=args.host_header,
         )
         run(config, Events([LOG_FORMATS[args.log_format](sys.stdout)]))
     except ConfigError as exc:

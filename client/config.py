@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .local import PRESERVE, host_header_problem
 from .names import NAMES_PATH
 from .protocol import subdomain_problem
 
@@ -32,6 +33,8 @@ class Config:
     #: The subdomain required (``--subdomain``); without, the remembered one is asked for.
     subdomain: str | None = None
     names_path: Path = NAMES_PATH
+    #: What the local server sees as ``Host``: preserve, rewrite, or a value (client.local).
+    host_header: str = PRESERVE
 
     @property
     def local_origin(self) -> str:
@@ -86,6 +89,7 @@ def resolve(
     environ: Mapping[str, str],
     config_path: Path = CONFIG_PATH,
     subdomain: str | None = None,
+    host_header: str = PRESERVE,
 ) -> Config:
     """Combine the sources in priority order and check the result."""
     stored = read_config_file(config_path)
@@ -102,6 +106,8 @@ def resolve(
         raise ConfigError("--max-concurrency must be between 1 and 1024")
     if subdomain is not None and (problem := subdomain_problem(subdomain)):
         raise ConfigError(f"--subdomain {subdomain!r}: {problem}")
+    if problem := host_header_problem(host_header):
+        raise ConfigError(f"--host-header {host_header!r}: {problem}")
     return Config(
         server=server_url(chosen_server),
         token=chosen_token.strip(),
@@ -109,6 +115,7 @@ def resolve(
         local_port=port,
         max_concurrency=max_concurrency,
         subdomain=subdomain,
+        host_header=host_header,
     )
 
 

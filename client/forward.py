@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import protocol
+from .local import LocalAddress, LocalHTTPConnection
 from .protocol import CHUNK_SIZE, Headers, ProtocolError
 
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
@@ -59,9 +60,8 @@ class FinalResponse(http.client.HTTPResponse):
 class ConnectionPool:
     """Keep-alive connections to the one local address, at most ``size`` idle ones."""
 
-    def __init__(self, host: str, port: int, size: int) -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, address: LocalAddress, size: int) -> None:
+        self.address = address
         self._size = size
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -74,7 +74,7 @@ class ConnectionPool:
                 if _still_open(conn):
                     return conn, True
                 conn.close()
-        conn = http.client.HTTPConnection(self.host, self.port)
+        conn = LocalHTTPConnection(self.address)
         conn.response_class = FinalResponse
         return conn, False
 
@@ -117,7 +117,7 @@ class Exchange:
     def send_request(self, body_chunks: Iterator[bytes], on_chunk_sent: Callable[[], None]) -> None:
         """Send the head and stream the body; ``on_chunk_sent`` runs after each chunk."""
         request = self._request
-        headers = list(request.headers)
+        headers = self._pool.address.headers(list(request.headers))
         # Keep the public client's framing: Content-Length bodies go as they came;
         # a body without one (it came chunked) is chunked again on this hop.
         chunked = request.body and not protocol.header_values(headers, "content-length")

@@ -27,6 +27,7 @@ from .events import Events, Failure
 from .exchanges import ExchangeRunner, HttpStream
 from .forward import ConnectionPool, Exchange
 from .frames import MaskedFrame
+from .local import LocalAddress
 from .names import RememberedNames
 from .protocol import AuthRefusal, ProtocolError, StreamRefused
 from .sockets import LocalSocket
@@ -52,7 +53,8 @@ class Tunnel:
         self._streams: dict[int, HttpStream] = {}
         self._sockets: dict[int, LocalSocket] = {}
         self._streams_lock = threading.Lock()
-        self._pool = ConnectionPool(config.local_host, config.local_port, config.max_concurrency)
+        self._local = LocalAddress(config.local_host, config.local_port, config.host_header)
+        self._pool = ConnectionPool(self._local, config.max_concurrency)
         self._runner = ExchangeRunner(self, lambda request: Exchange(self._pool, request), events)
         self._workers = ThreadPoolExecutor(
             max_workers=config.max_concurrency, thread_name_prefix="stream"
@@ -195,9 +197,7 @@ class Tunnel:
             self._runner.never_ran(stream)
 
     def _open_socket(self, opening: protocol.WsOpen) -> None:
-        socket = LocalSocket(
-            opening, self._config.local_host, self._config.local_port, self._send_any, self._events
-        )
+        socket = LocalSocket(opening, self._local, self._send_any, self._events)
         socket.on_done = self._socket_done
         with self._streams_lock:
             if opening.stream in self._streams or opening.stream in self._sockets:

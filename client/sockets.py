@@ -27,6 +27,7 @@ import websocket
 from . import protocol
 from .events import Events, Failure, SocketRecord
 from .flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
+from .local import LocalAddress
 from .protocol import CloseCode, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -56,12 +57,13 @@ class LocalSocket:
     """The local side of one public WebSocket, with its record from open to end."""
 
     def __init__(
-        self, opening: protocol.WsOpen, host: str, port: int, send: Send, events: Events
+        self, opening: protocol.WsOpen, address: LocalAddress, send: Send, events: Events
     ) -> None:
         self.id = opening.stream
         self.record = SocketRecord.from_opening(opening)
         self._opening = opening
-        self._url = f"ws://{f'[{host}]' if ':' in host else host}:{port}{opening.path}"
+        self._address = address
+        self._url = f"ws://{address.authority}{opening.path}"
         self._send = send
         self._events = events
         #: How the socket ended, first come first kept; reported when its thread ends.
@@ -160,10 +162,11 @@ class LocalSocket:
 
     def _connect(self) -> websocket.WebSocket | None:
         opening = self._opening
-        host = protocol.header_values(opening.headers, "host")
-        origin = protocol.header_values(opening.headers, "origin")
+        shown = self._address.headers(list(opening.headers))
+        host = protocol.header_values(shown, "host")
+        origin = protocol.header_values(shown, "origin")
         skip = {"host", "origin"}
-        headers = [f"{n}: {v}" for n, v in opening.headers if n.lower() not in skip]
+        headers = [f"{n}: {v}" for n, v in shown if n.lower() not in skip]
         options: dict[str, Any] = {"suppress_origin": not origin}
         if origin:
             options["origin"] = origin[0]
@@ -172,6 +175,7 @@ class LocalSocket:
         try:
             ws = websocket.create_connection(
                 self._url,
+                socket=self._address.connect(HANDSHAKE_TIMEOUT),
                 header=headers,
                 subprotocols=opening.subprotocols or None,
                 timeout=HANDSHAKE_TIMEOUT,

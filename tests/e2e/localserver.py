@@ -175,15 +175,18 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, owner: LocalServer) -> None:
+    def __init__(self, owner: LocalServer, host: str) -> None:
         self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, 0), _Handler)
 
 
 class LocalServer:
-    """A threaded HTTP/1.1 keep-alive server on 127.0.0.1 that records every request."""
+    """A threaded HTTP/1.1 keep-alive server on ``host`` (127.0.0.1, or ::1 as recent
+    dev servers) that records every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.stopping = threading.Event()
         self._lock = threading.Condition()
         self._requests: list[Recorded] = []
@@ -191,7 +194,7 @@ class LocalServer:
         self._handlers: dict[str, StreamHandler] = {}
         self._sockets: set[socket.socket] = set()
         self._opened = 0
-        self._tcp = _TCPServer(self)
+        self._tcp = _TCPServer(self, host)
         self.port: int = self._tcp.server_address[1]
         self._thread = threading.Thread(
             target=self._tcp.serve_forever, kwargs={"poll_interval": 0.1}, name="local-server"
