@@ -8,7 +8,7 @@ import sys
 
 from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
 from .console import ConsoleLog, JsonLog
-from .errors import AuthFailed, NameRefused, TunnelError
+from .errors import AuthFailed, NameRefused, TunnelError, WrongServer
 from .events import Events
 from .session import run
 
@@ -83,10 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except AuthFailed as exc:
         print(f"error: the server refused the tunnel: {exc}", file=sys.stderr)
+        print(
+            "hint: get a token from the server's operator (manage.py issue_token, or the "
+            "admin's Tokens page) and pass it in TUNNEL_TOKEN, ~/.tunnel/config or --token",
+            file=sys.stderr,
+        )
         return 3
     except NameRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
+    except WrongServer as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except TunnelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

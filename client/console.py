@@ -43,6 +43,15 @@ class ConsoleLog(_Printer):
     def tunnel_down(self, reason: str, retry_in: float) -> None:
         self._line(f"Tunnel down ({reason}); reconnecting in {retry_in:.1f} s")
 
+    def connect_failed(self, reason: str, retry_in: float) -> None:
+        self._line(f"Cannot connect ({reason}); retrying in {retry_in:.1f} s")
+
+    def local_unreachable(self, local_origin: str, reason: str) -> None:
+        self._line(
+            f"Warning: nothing answers at {local_origin} ({reason}); "
+            "requests get 502 until your server runs there"
+        )
+
     def exchange_finished(self, record: ExchangeRecord) -> None:
         self._exchange(record)
 
@@ -87,6 +96,12 @@ class JsonLog(_Printer):
 
     def tunnel_down(self, reason: str, retry_in: float) -> None:
         self._event("tunnel_down", reason=reason, retry_in=round(retry_in, 1))
+
+    def connect_failed(self, reason: str, retry_in: float) -> None:
+        self._event("connect_failed", reason=reason, retry_in=round(retry_in, 1))
+
+    def local_unreachable(self, local_origin: str, reason: str) -> None:
+        self._event("local_unreachable", forwarding=local_origin, reason=reason)
 
     def exchange_finished(self, record: ExchangeRecord) -> None:
         self._exchange(record)

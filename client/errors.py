@@ -2,7 +2,8 @@
 
 TunnelError          the tunnel cannot go on; the CLI prints it and exits non-zero
 ├── AuthFailed       the server refused the token (exit status 3)
-└── NameRefused      the server refused the subdomain asked for (exit status 4)
+├── NameRefused      the server refused the subdomain asked for (exit status 4)
+└── WrongServer      --server does not lead to a Luminet server (exit status 2)
 ConnectionLost       the WebSocket to the server broke; the client reconnects
 """
 
@@ -19,6 +20,10 @@ class AuthFailed(TunnelError):
 
 class NameRefused(TunnelError):
     """``--subdomain NAME`` cannot be had; the message says why and what to do."""
+
+
+class WrongServer(TunnelError):
+    """The server URL cannot lead to a Luminet server; the message says what to change."""
 
 
 class ConnectionLost(Exception):

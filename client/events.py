@@ -147,6 +147,13 @@ class Observer:
     def tunnel_down(self, reason: str, retry_in: float) -> None:
         """The tunnel is down; the client reconnects in ``retry_in`` seconds."""
 
+    def connect_failed(self, reason: str, retry_in: float) -> None:
+        """The tunnel has not come up yet: the server could not be reached or refused
+        for now; the client tries again in ``retry_in`` seconds."""
+
+    def local_unreachable(self, local_origin: str, reason: str) -> None:
+        """Nothing answers at the local address (checked when the tunnel comes up)."""
+
     def exchange_started(self, record: ExchangeRecord) -> None:
         """A request head arrived."""
 
@@ -218,6 +225,14 @@ class Events:
     def tunnel_down(self, reason: str, retry_in: float) -> None:
         for observer in self._observers:
             self._call(observer.tunnel_down, reason, retry_in)
+
+    def connect_failed(self, reason: str, retry_in: float) -> None:
+        for observer in self._observers:
+            self._call(observer.connect_failed, reason, retry_in)
+
+    def local_unreachable(self, local_origin: str, reason: str) -> None:
+        for observer in self._observers:
+            self._call(observer.local_unreachable, local_origin, reason)
 
     # -- HTTP exchanges ------------------------------------------------------
 

@@ -75,6 +75,8 @@ class HttpStream:
         self.body_done = False  # the last request chunk has reached the local server
         #: Why the stream was cancelled (the first reason given), or None.
         self.cancelled: Failure | None = None
+        #: What the server said when it gave up (a timeout), for the record.
+        self.cancel_reason = ""
         self.exchange: LocalExchange | None = None
         self._flow = threading.Condition(threading.Lock())
         # Request chunks from the server: a first window of one chunk, widened when a
@@ -84,11 +86,12 @@ class HttpStream:
 
     # -- from the reader thread ------------------------------------------------
 
-    def cancel(self, failure: Failure = Failure.CANCELLED) -> None:
-        """Stop the stream: the public side went away, or the tunnel did."""
+    def cancel(self, failure: Failure = Failure.CANCELLED, reason: str = "") -> None:
+        """Stop the stream: the public side went away (or the server gave up, saying
+        ``reason``), or the tunnel did."""
         with self._flow:
             if self.cancelled is None:
-                self.cancelled = failure
+                self.cancelled, self.cancel_reason = failure, reason
             self._flow.notify_all()
         self.body.put(None)
         exchange = self.exchange
@@ -173,13 +176,15 @@ class ExchangeRunner:
             self._run(stream, exchange)
             failure = None
         except StreamCancelled:
-            failure = stream.cancelled or Failure.CANCELLED
+            failure, reason = stream.cancelled or Failure.CANCELLED, stream.cancel_reason
         except (LocalError, ProtocolError) as exc:
             if stream.cancelled is not None:  # the abort made the local side fail
-                failure = stream.cancelled
+                failure, reason = stream.cancelled, stream.cancel_reason
             else:
                 failure, reason = Failure.LOCAL_ERROR, str(exc)
-                self._send_quietly(protocol.StreamError(stream=stream.id, message=str(exc)))
+                refused = isinstance(exc, LocalError) and exc.refused
+                error = protocol.StreamError(stream=stream.id, message=reason, refused=refused)
+                self._send_quietly(error)
         except ConnectionLost:
             failure = Failure.TUNNEL_LOST
         except Exception:
@@ -199,7 +204,9 @@ class ExchangeRunner:
 
     def never_ran(self, stream: HttpStream) -> None:
         """End the record of a stream whose worker never started (the tunnel went away)."""
-        self._events.exchange_failed(stream.record, stream.cancelled or Failure.TUNNEL_LOST)
+        self._events.exchange_failed(
+            stream.record, stream.cancelled or Failure.TUNNEL_LOST, stream.cancel_reason
+        )
 
     def _run(self, stream: HttpStream, exchange: LocalExchange) -> None:
         record, events = stream.record, self._events

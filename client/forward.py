@@ -18,14 +18,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import protocol
-from .local import LocalAddress, LocalHTTPConnection
+from .local import LocalAddress, LocalHTTPConnection, describe, unreachable
 from .protocol import CHUNK_SIZE, Headers, ProtocolError
 
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 
 
 class LocalError(Exception):
-    """The local server could not be reached or broke the exchange."""
+    """The local server could not be reached or broke the exchange.
+
+    ``refused``: nothing answered at the local address at all (not running).
+    """
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,8 @@ class Exchange:
                 # A reused keep-alive connection may have been closed under us: one
                 # fresh try, which is safe because no body byte has been sent yet.
                 if not (reused and attempt == 1):
-                    raise LocalError(_describe(exc)) from exc
+                    address = self._pool.address.authority
+                    raise LocalError(describe(exc, address), unreachable(exc)) from exc
         if not request.body:
             return
         try:
@@ -153,14 +161,14 @@ class Exchange:
             if chunked:
                 conn.send(b"0\r\n\r\n")
         except OSError as exc:
-            raise LocalError(_describe(exc)) from exc
+            raise LocalError(describe(exc)) from exc
 
     def receive_response(self) -> LocalResponse:
         assert self._conn is not None
         try:
             response = self._conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
-            raise LocalError(_describe(exc)) from exc
+            raise LocalError(describe(exc)) from exc
         self._response = response
         headers = [(name, _OBS_FOLD.sub(" ", value)) for name, value in response.msg.items()]
         headers = _checked_framing(headers, response)
@@ -191,7 +199,7 @@ class Exchange:
             try:
                 chunk = response.read1(CHUNK_SIZE)
             except (OSError, http.client.HTTPException) as exc:
-                raise LocalError(_describe(exc)) from exc
+                raise LocalError(describe(exc)) from exc
             if not chunk:
                 if response.length:  # Content-Length promised more than arrived
                     raise LocalError("local server closed the connection mid-response")
@@ -248,19 +256,3 @@ def _checked_framing(headers: Headers, response: http.client.HTTPResponse) -> He
             raise LocalError("local server used a transfer coding other than chunked")
         return [(name, value) for name, value in headers if name.lower() != "content-length"]
     return headers
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused by the local server"
-    if isinstance(exc, socket.gaierror):
-        return "local host name does not resolve"
-    if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-        return "local server closed the connection"
-    if isinstance(exc, http.client.IncompleteRead):
-        return "local server closed the connection mid-response"
-    if isinstance(exc, http.client.HTTPException):
-        return f"local server sent an invalid response ({exc.__class__.__name__})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"local server unreachable: {exc.strerror}"
-    return f"local server error ({exc.__class__.__name__})"

@@ -14,6 +14,7 @@ is. ``X-Forwarded-Host`` always carries the public host.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import re
 import socket
@@ -97,3 +98,27 @@ class LocalHTTPConnection(http.client.HTTPConnection):
         timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
         self.sock = self._address.connect(timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether connecting found nothing at the local address (as opposed to a broken answer)."""
+    return isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or (
+        isinstance(exc, OSError)
+        and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL)
+    )
+
+
+def describe(exc: BaseException, address: str = "the local server") -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {address}"
+    if isinstance(exc, socket.gaierror):
+        return f"{address.rpartition(':')[0]} does not resolve"
+    if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+        return "local server closed the connection"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "local server closed the connection mid-response"
+    if isinstance(exc, http.client.HTTPException):
+        return f"local server sent an invalid response ({exc.__class__.__name__})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"local server unreachable: {exc.strerror}"
+    return f"local server error ({exc.__class__.__name__})"

@@ -253,18 +253,25 @@ class StreamError:
     """Client -> server: ``stream`` failed on the local side.
 
     Before a ``response`` the public client gets a 502 with ``message``; after it,
-    the public response is aborted.
+    the public response is aborted. ``refused`` says nothing answered at the local
+    address at all (the local server is not running): a page of its own.
     """
 
     stream: int
     message: str
+    refused: bool = False
 
 
 @dataclass(frozen=True)
 class Cancel:
-    """Server -> client: the public side of ``stream`` went away; stop work on it."""
+    """Server -> client: the public side of ``stream`` went away; stop work on it.
+
+    ``reason`` says why when it was the server that gave up (``"504: no response
+    within 30 s"``), for the client's console; empty when the caller left.
+    """
 
     stream: int
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -481,9 +488,13 @@ def decode(text: str | bytes) -> ControlMessage:
         case "error":
             stream = _stream(raw)
             with _only_stream(stream):
-                return StreamError(stream=stream, message=_str(raw, "message")[:500])
+                return StreamError(
+                    stream=stream,
+                    message=_str(raw, "message")[:500],
+                    refused=_bool(raw, "refused"),
+                )
         case "cancel":
-            return Cancel(stream=_stream(raw))
+            return Cancel(stream=_stream(raw), reason=(_optional_str(raw, "reason") or "")[:200])
         case "ws_open":
             path = _str(raw, "path")
             validate_target("GET", path)

@@ -22,12 +22,13 @@ import websocket
 
 from . import protocol
 from .config import Config
+from .dial import dial
 from .errors import AuthFailed, ConnectionLost, NameRefused, TunnelError
 from .events import Events, Failure
 from .exchanges import ExchangeRunner, HttpStream
 from .forward import ConnectionPool, Exchange
 from .frames import MaskedFrame
-from .local import LocalAddress
+from .local import LocalAddress, describe
 from .names import RememberedNames
 from .protocol import AuthRefusal, ProtocolError, StreamRefused
 from .sockets import LocalSocket
@@ -45,7 +46,13 @@ BACKOFF_MAX = 30.0
 class Tunnel:
     """One connected, authenticated WebSocket and the streams running on it."""
 
-    def __init__(self, ws: websocket.WebSocket, config: Config, events: Events) -> None:
+    def __init__(
+        self,
+        ws: websocket.WebSocket,
+        config: Config,
+        events: Events,
+        local: LocalAddress | None = None,
+    ) -> None:
         self._ws = ws
         self._config = config
         self._events = events
@@ -53,7 +60,9 @@ class Tunnel:
         self._streams: dict[int, HttpStream] = {}
         self._sockets: dict[int, LocalSocket] = {}
         self._streams_lock = threading.Lock()
-        self._local = LocalAddress(config.local_host, config.local_port, config.host_header)
+        self._local = local or LocalAddress(
+            config.local_host, config.local_port, config.host_header
+        )
         self._pool = ConnectionPool(self._local, config.max_concurrency)
         self._runner = ExchangeRunner(self, lambda request: Exchange(self._pool, request), events)
         self._workers = ThreadPoolExecutor(
@@ -151,11 +160,11 @@ class Tunnel:
                     waiting.credit(chunks)
                 elif (local := self._socket(stream_id)) is not None:
                     local.credit(chunks)
-            case protocol.Cancel(stream=stream_id):
+            case protocol.Cancel(stream=stream_id, reason=reason):
                 if (cancelled := self._stream(stream_id)) is not None:
-                    cancelled.cancel(Failure.CANCELLED)
+                    cancelled.cancel(Failure.CANCELLED, reason)
                 elif (local := self._socket(stream_id)) is not None:
-                    local.abort(Failure.CANCELLED)
+                    local.abort(Failure.CANCELLED, reason)
             case protocol.WsClose(stream=stream_id):
                 if (local := self._socket(stream_id)) is not None:
                     local.close_from_public(message)
@@ -274,6 +283,22 @@ def authenticate(
             raise ConnectionLost(f"server sent {type(reply).__name__} instead of auth_ok")
 
 
+#: Seconds the start-up check of the local address waits for a connection.
+LOCAL_CHECK_TIMEOUT = 2.0
+
+
+def check_local(local: LocalAddress, origin: str, events: Events) -> None:
+    """Warn, without delaying the tunnel, if nothing answers at the local address."""
+
+    def probe() -> None:
+        try:
+            local.connect(LOCAL_CHECK_TIMEOUT).close()
+        except OSError as exc:
+            events.local_unreachable(origin, describe(exc, local.authority))
+
+    threading.Thread(target=probe, name="local-check", daemon=True).start()
+
+
 def run(config: Config, events: Events, max_attempts: int | None = None) -> None:
     """Keep a tunnel up until interrupted; raise TunnelError if it cannot be.
 
@@ -282,20 +307,16 @@ def run(config: Config, events: Events, max_attempts: int | None = None) -> None
     just held.
     """
     names = RememberedNames(config.names_path)
+    local = LocalAddress(config.local_host, config.local_port, config.host_header)
     subdomain = config.subdomain or names.get(config.server, config.local_origin)
     required = config.subdomain is not None
     held = False  # whether a connection of ours had ``subdomain``: then we resume it
     failures = 0
     while max_attempts is None or failures < max_attempts:
         try:
-            ws = websocket.create_connection(
-                config.server,
-                timeout=CONNECT_TIMEOUT,
-                enable_multithread=True,
-                skip_utf8_validation=True,
-            )
-        except (OSError, websocket.WebSocketException) as exc:
-            reason = f"cannot reach {config.server}: {exc or exc.__class__.__name__}"
+            ws = dial(config.server, CONNECT_TIMEOUT)
+        except ConnectionLost as exc:
+            reason = str(exc)
         else:
             try:
                 ok = authenticate(ws, config.token, subdomain, required, resume=held)
@@ -306,7 +327,8 @@ def run(config: Config, events: Events, max_attempts: int | None = None) -> None
                 names.put(config.server, config.local_origin, subdomain)
                 failures = 0
                 events.tunnel_active(ok.url, ok.subdomain, config.local_origin)
-                Tunnel(ws, config, events).run()
+                check_local(local, config.local_origin, events)
+                Tunnel(ws, config, events, local).run()
                 reason = "connection lost"
             except ConnectionLost as exc:
                 reason = str(exc) or "connection lost"
@@ -316,6 +338,9 @@ def run(config: Config, events: Events, max_attempts: int | None = None) -> None
                 ws.close()
         failures += 1
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
-        events.tunnel_down(reason, delay)
+        if held:
+            events.tunnel_down(reason, delay)
+        else:
+            events.connect_failed(reason, delay)
         time.sleep(delay)
     raise TunnelError("gave up reconnecting")

@@ -27,7 +27,7 @@ import websocket
 from . import protocol
 from .events import Events, Failure, SocketRecord
 from .flow import MessageTooBig, Reassembly, ReceiveWindow, SendWindow, split_chunks
-from .local import LocalAddress
+from .local import LocalAddress, describe, unreachable
 from .protocol import CloseCode, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,10 @@ class LocalSocket:
             self._outbound.granted(chunks)
             self._flow.notify()
 
-    def abort(self, failure: Failure) -> None:
-        """Drop the local connection now: the public side (``CANCELLED``) or the tunnel is gone."""
-        self._end(_Failed(failure))
+    def abort(self, failure: Failure, reason: str = "") -> None:
+        """Drop the local connection now: the public side (``CANCELLED``, or the server
+        giving up, saying ``reason``) or the tunnel is gone."""
+        self._end(_Failed(failure, reason))
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -173,9 +174,17 @@ class LocalSocket:
         if host:
             options["host"] = host[0]
         try:
+            sock = self._address.connect(HANDSHAKE_TIMEOUT)
+        except OSError as exc:
+            message = describe(exc, self._address.authority)
+            self._end(_Failed(Failure.LOCAL_ERROR, message))
+            refused = unreachable(exc)
+            self._send(protocol.StreamError(stream=self.id, message=message, refused=refused))
+            return None
+        try:
             ws = websocket.create_connection(
                 self._url,
-                socket=self._address.connect(HANDSHAKE_TIMEOUT),
+                socket=sock,
                 header=headers,
                 subprotocols=opening.subprotocols or None,
                 timeout=HANDSHAKE_TIMEOUT,

@@ -37,6 +37,8 @@ class ErrorKind(enum.StrEnum):
 
     #: The client could not complete the exchange with the local server.
     LOCAL = "local-error"
+    #: Nothing answered at the local address (the local server is not running).
+    LOCAL_REFUSED = "local-refused"
     #: The tunnel ended (or its server process died) before the stream did.
     TUNNEL_CLOSED = "tunnel-closed"
     #: The tunnel's channel was full.
@@ -83,9 +85,13 @@ class TunnelWindow:
 
 @dataclass(frozen=True, slots=True)
 class TunnelCancel:
-    """The public side went away (or gave up before a WebSocket handshake ended)."""
+    """The public side went away (or gave up before a WebSocket handshake ended).
+
+    ``reason`` when the server gave up (a timeout), for the client's console.
+    """
 
     reply: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

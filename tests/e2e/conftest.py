@@ -132,6 +132,7 @@ class Launcher:
         name: str = "client",
         args: Sequence[str] = (),
         home: Path | None = None,
+        log_format: str = "json",
     ) -> Client:
         """Start a client for ``server`` (a Server, or a ws:// URL such as a proxy's);
         ``args`` are more flags, ``home`` another HOME than the session's."""
@@ -143,6 +144,7 @@ class Launcher:
             token_flag=token_flag,
             name=f"{name}[{self.layer.name}]",
             args=args,
+            log_format=log_format,
         )
         self._processes.append(client)
         return client

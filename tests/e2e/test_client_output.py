@@ -81,15 +81,79 @@ def test_exchange_event_has_the_head_outcome_and_byte_counts(tunnel: Tunnel, uid
 def test_refused_exchange_event_says_why(
     launcher: Launcher, tunnel: Tunnel, dev_token: Token, refusing_port: int
 ) -> None:
-    """Nothing listening locally: the exchange fails as a local error, and says so."""
+    """Nothing listening locally: a warning when the tunnel comes up, the exchange
+    fails as a local error naming the address, and the caller's page names it too."""
     client = launcher.client(tunnel.server, dev_token, refusing_port, name="refused-events")
     _, _, subdomain = client.wait_active()
+    address = f"127.0.0.1:{refusing_port}"
+    _, warning = client.wait_event("local_unreachable", REPORT_TIMEOUT)
+    assert warning == {
+        "event": "local_unreachable",
+        "forwarding": f"http://{address}",
+        "reason": f"connection refused by {address}",
+    }
     response = rawclient.request(tunnel.port, "GET", "/refused", f"{subdomain}.localhost")
-    assert response.status == 502
+    assert (response.status, response.value("luminet-error")) == (502, "local-refused")
+    assert f"connection refused by {address}" in response.body.decode()
     _, event = client.wait_event("exchange", REPORT_TIMEOUT, where={"path": "/refused"})
     assert set(event) == EXCHANGE_KEYS | FAILURE_KEYS, event
     assert (event["status"], event["outcome"], event["failure"]) == (None, "failed", "local_error")
-    assert event["reason"] == "connection refused by the local server"
+    assert event["reason"] == f"connection refused by {address}"
+
+
+def test_a_local_server_too_slow_to_answer_is_logged_with_the_504(
+    launcher: Launcher, tunnel: Tunnel, dev_token: Token, tmp_path: Path, uid: str
+) -> None:
+    """The server gives up after LUMINET_REQUEST_TIMEOUT: the caller gets 504, and the
+    client's event says so instead of a bare 'cancelled'."""
+    server = launcher.server(name="impatient", LUMINET_REQUEST_TIMEOUT="1")
+    tunnel.local.route(f"/{uid}/slow", Reply(status=200, body=b"late", delay=5))
+    client = launcher.client(
+        server, dev_token, tunnel.local.port, name="impatient-client", home=tmp_path
+    )
+    _, _, subdomain = client.wait_active()
+    response = rawclient.request(server.port, "GET", f"/{uid}/slow", f"{subdomain}.localhost")
+    assert (response.status, response.value("luminet-error")) == (504, "local-timeout")
+    _, event = client.wait_event("exchange", REPORT_TIMEOUT, where={"path": f"/{uid}/slow"})
+    assert (event["failure"], event["reason"]) == ("cancelled", "504: no response within 1 s")
+
+
+def test_errors_a_person_can_act_on(
+    launcher: Launcher, tunnel: Tunnel, dev_token: Token, refusing_port: int, tmp_path: Path
+) -> None:
+    """A wrong scheme or path is named and ends the client (status 2); a server that is
+    not running is said so while the client retries; a bad token says how to get one."""
+    port = tunnel.server.port
+
+    def run(server: str, token: Token = dev_token) -> Client:
+        return launcher.client(server, token, tunnel.local.port, home=tmp_path, log_format="text")
+
+    tls = run(f"wss://localhost:{port}/tunnel")
+    assert tls.wait_exit(REPORT_TIMEOUT) == 2
+    assert tls.stderr.lines == [
+        f"error: localhost:{port} does not speak TLS; if the server is plain http, "
+        f"use --server http://localhost:{port}"
+    ]
+    path = run(f"ws://localhost:{port}/nope")
+    assert path.wait_exit(REPORT_TIMEOUT) == 2
+    assert path.stderr.lines == [
+        f"error: ws://localhost:{port}/nope is not a Luminet tunnel endpoint (it answered "
+        "403 Forbidden); --server takes the server's base URL, such as https://tunnel.example.com"
+    ]
+    down = run(f"ws://127.0.0.1:{refusing_port}/tunnel")
+    down.stdout.wait_for(
+        rf"^Cannot connect \(127\.0\.0\.1:{refusing_port} refused the connection; is the "
+        r"server running\?\); retrying in \d+\.\d s$",
+        REPORT_TIMEOUT,
+    )
+    down.stop()
+    bad = run(tunnel.server.ws_url, Token("bad", "lmn_" + "x" * 43))
+    assert bad.wait_exit(REPORT_TIMEOUT) == 3
+    assert bad.stderr.lines == [
+        "error: the server refused the tunnel: invalid token",
+        "hint: get a token from the server's operator (manage.py issue_token, or the "
+        "admin's Tokens page) and pass it in TUNNEL_TOKEN, ~/.tunnel/config or --token",
+    ]
 
 
 def test_public_client_leaving_fails_the_exchange_as_cancelled(tunnel: Tunnel, uid: str) -> None:

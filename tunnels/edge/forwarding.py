@@ -16,6 +16,7 @@ from tunnels.relay.errors import (
     BodyLost,
     InvalidResponse,
     LocalServerError,
+    LocalServerRefused,
     TunnelBusy,
     TunnelClosed,
     TunnelError,
@@ -229,6 +230,12 @@ ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     TunnelBusy: (503, "tunnel-busy", "Tunnel {host} is too busy; try again."),
     Unavailable: (503, "unavailable", "The tunnel service is unavailable; try again."),
     TunnelTimeout: (504, "local-timeout", "The local server did not answer in time."),
+    LocalServerRefused: (
+        502,
+        "local-refused",
+        "Tunnel {host} is online, but its local server did not answer ({detail}). "
+        "Start the local server, or check the address the client forwards to.",
+    ),
     LocalServerError: (502, "local-error", "The local server failed: {detail}"),
     TunnelClosed: (502, "tunnel-closed", "Tunnel {host} closed before answering."),
     BodyLost: (502, "body-lost", "The request or response body was lost on the way."),

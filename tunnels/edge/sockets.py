@@ -240,9 +240,11 @@ class SocketBridge:
         return True
 
     async def _handshake_deadline(self) -> None:
-        await asyncio.sleep(settings.LUMINET_REQUEST_TIMEOUT)
+        timeout = settings.LUMINET_REQUEST_TIMEOUT
+        await asyncio.sleep(timeout)
         if self._state == "connecting":
-            await self._to_tunnel(TunnelCancel(self._channel))
+            reason = f"504: no WebSocket handshake answer within {timeout:g} s"
+            await self._to_tunnel(TunnelCancel(self._channel, reason))
             await self._deny(HTTPStatus.GATEWAY_TIMEOUT)
 
     async def _close_when_gone(self, route: Route) -> None:

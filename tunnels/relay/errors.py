@@ -14,6 +14,7 @@ class TunnelError(Exception):
      +-- Unavailable        Redis (registry or channel layer) unreachable  -> 503
      +-- TunnelTimeout      no response head in time                       -> 504
      +-- LocalServerError   the client could not complete it with the app  -> 502
+     |    +-- LocalServerRefused  nothing answered at the local address    -> 502
      +-- InvalidResponse    the answer breaks the protocol or HTTP framing -> 502
      +-- TunnelClosed       the tunnel (or its server process) went away   -> 502
           +-- BodyLost      body bytes were lost between server processes  -> 502
@@ -44,6 +45,10 @@ class LocalServerError(TunnelError):
     kind = ErrorKind.LOCAL
 
 
+class LocalServerRefused(LocalServerError):
+    kind = ErrorKind.LOCAL_REFUSED
+
+
 class InvalidResponse(TunnelError):
     kind = ErrorKind.INVALID
 
@@ -58,6 +63,7 @@ class BodyLost(TunnelClosed):
 
 _ERROR_FOR_KIND: dict[ErrorKind, type[TunnelError]] = {
     ErrorKind.LOCAL: LocalServerError,
+    ErrorKind.LOCAL_REFUSED: LocalServerRefused,
     ErrorKind.TUNNEL_CLOSED: TunnelClosed,
     ErrorKind.BUSY: TunnelBusy,
     ErrorKind.LOST: BodyLost,

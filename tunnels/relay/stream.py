@@ -104,6 +104,8 @@ class Stream:
         self._receiver: asyncio.Task | None = None
         self._liveness: asyncio.TimerHandle | None = None
         self._finished = False
+        #: Why we give up on the stream, for the client's console (a timeout); "" otherwise.
+        self._cancel_reason = ""
         self._first_data: StreamResponse | None = None
         self._last_progress = asyncio.get_running_loop().time()
 
@@ -202,6 +204,7 @@ class Stream:
                 break
             except TimeoutError as exc:
                 if self._last_progress + timeout <= loop.time():
+                    self._cancel_reason = f"504: no response within {timeout:g} s"
                     raise TunnelTimeout(f"no response within {timeout:g} s") from exc
         if isinstance(message, StreamError):
             self._finished = True  # the consumer has forgotten the stream already
@@ -257,7 +260,7 @@ class Stream:
         if not self._finished:
             self._finished = True
             with contextlib.suppress(TunnelError):
-                await self._send(TunnelCancel(self._reply))
+                await self._send(TunnelCancel(self._reply, self._cancel_reason))
         if self._receiver is not None:
             # Usually done already (it ends after the last message); never cancelled,
             # which on Redis could lose another stream's message (tunnels.relay.receiving).

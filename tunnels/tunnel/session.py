@@ -196,7 +196,8 @@ class TunnelSession:
                     self._forget(stream_id)
                     if stream.held_head is not None:
                         self._to_view(stream.reply, stream.held_head)
-                    self._to_view(stream.reply, StreamError(ErrorKind.LOCAL, message.message))
+                    kind = ErrorKind.LOCAL_REFUSED if message.refused else ErrorKind.LOCAL
+                    self._to_view(stream.reply, StreamError(kind, message.message))
             case protocol.WsAccept(stream=stream_id):
                 stream = self._stream(stream_id, websocket=True)
                 if stream is not None:
@@ -331,9 +332,10 @@ class TunnelSession:
             case TunnelWsClose(code=code, reason=reason):
                 self._forget(stream_id)
                 await self._send_text(protocol.encode(protocol.WsClose(stream_id, code, reason)))
-            case TunnelCancel():
+            case TunnelCancel(reason=reason):
                 self._forget(stream_id)
-                await self._send_text(protocol.encode(protocol.Cancel(stream=stream_id)))
+                cancel = protocol.Cancel(stream=stream_id, reason=reason)
+                await self._send_text(protocol.encode(cancel))
             case _:
                 assert_never(message)
 
