@@ -10,7 +10,7 @@ from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
 from .console import ConsoleLog, JsonLog
 from .errors import AuthFailed, NameRefused, TunnelError, WrongServer
 from .events import Events
-from .session import run
+from .keeper import TunnelKeeper
 
 #: What ``--log-format`` picks: the observer that writes stdout.
 LOG_FORMATS = {"text": ConsoleLog, "json": JsonLog}
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             subdomain=args.subdomain,
             host_header=args.host_header,
         )
-        run(config, Events([LOG_FORMATS[args.log_format](sys.stdout)]))
+        TunnelKeeper(config, Events([LOG_FORMATS[args.log_format](sys.stdout)])).run()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,20 +1,19 @@
-"""The client's tunnel: one WebSocket to the server, many streams to the local server.
+"""One connected tunnel: one WebSocket to the server, many streams to the local server.
 
 ``Tunnel`` owns one connected WebSocket: a reader thread receives and dispatches
 the server's messages, and anyone may send under a lock. HTTP streams run on a
 bounded pool of worker threads (``client.exchanges``), WebSockets on threads of
 their own (``client.sockets``); what happens is reported to ``Events``, whose
-observers print it (``client.console``). ``run`` keeps a tunnel up, reconnecting
-with backoff.
+observers print it (``client.console``). ``client.keeper`` keeps a tunnel up,
+reconnecting with backoff.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
+import socket
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import assert_never
 
@@ -22,15 +21,13 @@ import websocket
 
 from . import protocol
 from .config import Config
-from .dial import dial
-from .errors import AuthFailed, ConnectionLost, NameRefused, TunnelError
+from .errors import AuthFailed, ConnectionLost, TunnelError
 from .events import Events, Failure
 from .exchanges import ExchangeRunner, HttpStream
 from .forward import ConnectionPool, Exchange
 from .frames import MaskedFrame
-from .local import LocalAddress, describe
-from .names import RememberedNames
-from .protocol import AuthRefusal, ProtocolError, StreamRefused
+from .local import LocalAddress
+from .protocol import ProtocolError, StreamRefused
 from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
@@ -38,9 +35,6 @@ logger = logging.getLogger(__name__)
 #: Seconds between our pings; a connection silent for PING_TIMEOUT is dead.
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 60.0
-CONNECT_TIMEOUT = 10.0
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 30.0
 
 
 class Tunnel:
@@ -123,6 +117,17 @@ class Tunnel:
         finally:
             self._tear_down()
 
+    def close(self) -> None:
+        """From another thread: say goodbye to the server and end ``run()``."""
+        with contextlib.suppress(ConnectionLost):
+            self._send_frame(
+                protocol.CloseCode.NORMAL.to_bytes(2, "big"), websocket.ABNF.OPCODE_CLOSE
+            )
+        sock = self._ws.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the reader in recv_data()
+
     def _tear_down(self) -> None:
         """End every stream and socket: the tunnel is gone."""
         self._closed.set()
@@ -133,8 +138,8 @@ class Tunnel:
             self._sockets.clear()
         for stream in streams:
             stream.cancel(Failure.TUNNEL_LOST)
-        for socket in sockets:
-            socket.abort(Failure.TUNNEL_LOST)
+        for local_socket in sockets:
+            local_socket.abort(Failure.TUNNEL_LOST)
         # Streams still queued for a worker are dropped here; see _open_stream.
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
@@ -177,8 +182,8 @@ class Tunnel:
 
     def _received_data(self, message: protocol.BinaryMessage) -> None:
         if isinstance(message, protocol.WsFrame):
-            if (socket := self._socket(message.stream)) is not None:
-                socket.frame(message)
+            if (local := self._socket(message.stream)) is not None:
+                local.frame(message)
             return
         stream = self._stream(message.stream)
         if stream is None:
@@ -206,13 +211,13 @@ class Tunnel:
             self._runner.never_ran(stream)
 
     def _open_socket(self, opening: protocol.WsOpen) -> None:
-        socket = LocalSocket(opening, self._local, self._send_any, self._events)
-        socket.on_done = self._socket_done
+        local = LocalSocket(opening, self._local, self._send_any, self._events)
+        local.on_done = self._socket_done
         with self._streams_lock:
             if opening.stream in self._streams or opening.stream in self._sockets:
                 raise ProtocolError(f"stream {opening.stream} opened twice")
-            self._sockets[opening.stream] = socket
-        socket.start()
+            self._sockets[opening.stream] = local
+        local.start()
 
     def _socket_done(self, stream_id: int) -> None:
         with self._streams_lock:
@@ -246,101 +251,3 @@ def _closed_by_server(payload: bytes) -> None:
     if code == protocol.CloseCode.AUTH_FAILED:
         raise AuthFailed(reason or "invalid token")
     raise ConnectionLost(f"server closed the tunnel ({code} {reason})".replace(" )", ")"))
-
-
-#: Refusals of a subdomain asked for, and what to say the user can do.
-_NAME_ADVICE = {
-    AuthRefusal.SUBDOMAIN_TAKEN: "choose another name with --subdomain",
-    AuthRefusal.SUBDOMAIN_INVALID: "choose another name with --subdomain",
-    AuthRefusal.SUBDOMAIN_BLOCKED: "choose another name with --subdomain",
-    AuthRefusal.SUBDOMAIN_RESERVED: "use the token it is reserved for, or choose another name",
-}
-
-
-def authenticate(
-    ws: websocket.WebSocket,
-    token: str,
-    subdomain: str | None,
-    required: bool = False,
-    resume: bool = False,
-) -> protocol.AuthOk:
-    auth = protocol.Auth(token=token, subdomain=subdomain, required=required, resume=resume)
-    ws.send(protocol.encode(auth))
-    try:
-        reply = protocol.decode_from_server(ws.recv())
-    except ProtocolError as exc:
-        raise ConnectionLost(f"server sent an invalid reply: {exc}") from exc
-    match reply:
-        case protocol.AuthOk():
-            return reply
-        case protocol.AuthError(message=text, retry=True):
-            raise ConnectionLost(f"the server cannot take tunnels now: {text}")
-        case protocol.AuthError(message=text, code=code) if code in _NAME_ADVICE:
-            raise NameRefused(f"subdomain refused: {text}; {_NAME_ADVICE[AuthRefusal(code)]}")
-        case protocol.AuthError(message=text):
-            raise AuthFailed(text)
-        case _:
-            raise ConnectionLost(f"server sent {type(reply).__name__} instead of auth_ok")
-
-
-#: Seconds the start-up check of the local address waits for a connection.
-LOCAL_CHECK_TIMEOUT = 2.0
-
-
-def check_local(local: LocalAddress, origin: str, events: Events) -> None:
-    """Warn, without delaying the tunnel, if nothing answers at the local address."""
-
-    def probe() -> None:
-        try:
-            local.connect(LOCAL_CHECK_TIMEOUT).close()
-        except OSError as exc:
-            events.local_unreachable(origin, describe(exc, local.authority))
-
-    threading.Thread(target=probe, name="local-check", daemon=True).start()
-
-
-def run(config: Config, events: Events, max_attempts: int | None = None) -> None:
-    """Keep a tunnel up until interrupted; raise TunnelError if it cannot be.
-
-    The subdomain asked for is ``--subdomain`` (required), else the one this
-    server gave this local address last time (``names``); after a drop, the one
-    just held.
-    """
-    names = RememberedNames(config.names_path)
-    local = LocalAddress(config.local_host, config.local_port, config.host_header)
-    subdomain = config.subdomain or names.get(config.server, config.local_origin)
-    required = config.subdomain is not None
-    held = False  # whether a connection of ours had ``subdomain``: then we resume it
-    failures = 0
-    while max_attempts is None or failures < max_attempts:
-        try:
-            ws = dial(config.server, CONNECT_TIMEOUT)
-        except ConnectionLost as exc:
-            reason = str(exc)
-        else:
-            try:
-                ok = authenticate(ws, config.token, subdomain, required, resume=held)
-                ws.settimeout(PING_TIMEOUT)
-                if subdomain is not None and ok.subdomain != subdomain:
-                    events.subdomain_changed(subdomain, ok.subdomain)
-                subdomain, held = ok.subdomain, True
-                names.put(config.server, config.local_origin, subdomain)
-                failures = 0
-                events.tunnel_active(ok.url, ok.subdomain, config.local_origin)
-                check_local(local, config.local_origin, events)
-                Tunnel(ws, config, events, local).run()
-                reason = "connection lost"
-            except ConnectionLost as exc:
-                reason = str(exc) or "connection lost"
-            except (OSError, websocket.WebSocketException) as exc:
-                reason = str(exc) or exc.__class__.__name__
-            finally:
-                ws.close()
-        failures += 1
-        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
-        if held:
-            events.tunnel_down(reason, delay)
-        else:
-            events.connect_failed(reason, delay)
-        time.sleep(delay)
-    raise TunnelError("gave up reconnecting")

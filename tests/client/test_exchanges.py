@@ -17,8 +17,8 @@ from client.errors import AuthFailed, ConnectionLost, NameRefused
 from client.events import Events, Failure
 from client.exchanges import ExchangeRunner, HttpStream
 from client.forward import LocalError, LocalResponse
+from client.keeper import authenticate
 from client.protocol import CREDIT_BATCH, INITIAL_REQUEST_CHUNKS, WINDOW_CHUNKS, ProtocolError
-from client.session import authenticate
 
 from .test_events import Raising, Recorder, Tapping, ends
 
