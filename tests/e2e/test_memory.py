@@ -194,6 +194,29 @@ def test_unfinished_messages_past_a_tunnel_budget_get_1013(
     assert echoed == whole_budget
 
 
+def test_unfinished_messages_to_the_tunnel_endpoint_close_no_tunnel(
+    launcher: Launcher,
+    dev_token: Token,
+    local_server: LocalServer,
+    raw_sockets: list[RawWebSocket],
+) -> None:
+    """Unfinished messages to the tunnel endpoint, more than a tunnel's budget, are not
+    charged to the host every tunnel client connects to: the tunnels stay up and serve
+    (they were closed with 1013 "server busy")."""
+    server = launcher.server(LUMINET_TUNNEL_MEMORY_BUDGET=str(TUNNEL_BUDGET))
+    client = launcher.client(server, dev_token, local_server.port)
+    host = f"{client.wait_active()[2]}.localhost"
+    endpoint_host = f"127.0.0.1:{server.port}"  # the Host the client connects with
+    for _ in range(4):
+        raw = RawWebSocket(server.port, endpoint_host, "/tunnel")
+        raw_sockets.append(raw)
+        raw.start_message(MIB, b"a few bytes")
+    # Within AUTH_TIMEOUT, before the server closes the four for never authenticating.
+    response = rawclient.request(server.port, "GET", "/", host, timeout=WAIT)
+    assert (response.status, response.value("Luminet-Error")) == (200, None)
+    assert client.events("tunnel_down") == []
+
+
 def test_a_public_websocket_that_stops_reading_is_dropped(
     launcher: Launcher,
     dev_token: Token,
