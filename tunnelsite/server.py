@@ -59,6 +59,7 @@ from zope.interface import implementer
 
 from client.protocol import CloseCode
 from tunnels.edge.budget import UNLIMITED, Account, BudgetLimits, MemoryBudget, budget_key
+from tunnels.hosts import TunnelHost, classify
 from tunnels.relay.errors import TunnelError
 from tunnelsite.connections import ConnectionGuard, ConnectionLimits
 
@@ -669,7 +670,11 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
         # only once it is whole, and nothing can pause the peer meanwhile.
         if self._account is None:
             host = str(getattr(self, "http_headers", {}).get("host", ""))
-            self._account = _budget(self.server).account(budget_key(host))
+            # A tunnel's public sockets only. Every tunnel client connects to the same
+            # host: charging the tunnel endpoint would let anyone's unfinished messages
+            # there close every tunnel with 1013.
+            budget = _budget(self.server) if isinstance(classify(host), TunnelHost) else UNLIMITED
+            self._account = budget.account(budget_key(host))
         if not self._account.charge(length):
             logger.warning("memory budget reached for %s; closing a WebSocket", self._account.key)
             self._fail_connection(CloseCode.TRY_AGAIN_LATER, "server busy")

@@ -3,10 +3,13 @@
 A ``websockets`` server on 127.0.0.1:0, run by a thread with its own event loop.
 Every WebSocket echoes what it receives, message for message and type for type;
 a text message ``CLOSE_COMMAND + "<code> <reason>"`` makes the local server close
-with that code and reason instead. Each handshake, each close frame the local
-server received (as it arrives) and the end of each connection (when TCP closed)
-are recorded for the test. Paths given to :meth:`WsLocalServer.route` get
-a plain HTTP answer instead of a WebSocket (a refusal, or a page for a browser).
+with that code and reason instead; WebSockets on paths given to
+:meth:`WsLocalServer.stall` are never read, and those on paths given to
+:meth:`WsLocalServer.flood` are sent messages until they close. Each handshake,
+each close frame the local server received (as it arrives) and the end of each
+connection (when TCP closed) are recorded for the test. Paths given to
+:meth:`WsLocalServer.route` get a plain HTTP answer instead of a WebSocket (a
+refusal, or a page for a browser).
 
 Also a small public client, :func:`connect`, that reaches ``<sub>.localhost`` on
 the tunnel server's port through 127.0.0.1 (Python cannot resolve ``*.localhost``).
@@ -40,6 +43,8 @@ SUBPROTOCOLS = ("chat", "v2")
 CLOSE_TIMEOUT = 5.0
 #: Seconds for the server to start, and the default wait for a record.
 TIMEOUT = 10.0
+#: Bytes of each message a flooded WebSocket is sent (WsLocalServer.flood).
+FLOOD_MESSAGE = 2**20
 
 Pairs = list[tuple[str, str]]
 
@@ -104,6 +109,7 @@ class WsLocalServer:
         self._routes: dict[str, HttpReply] = {}
         self._greetings: dict[str, str] = {}
         self._stalled: set[str] = set()
+        self._flooded: set[str] = set()
         self._loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._error: BaseException | None = None
@@ -130,6 +136,11 @@ class WsLocalServer:
         """Never read from WebSockets opened on ``path``: TCP pushes back once buffers fill."""
         with self._cond:
             self._stalled.add(path)
+
+    def flood(self, path: str) -> None:
+        """Send FLOOD_MESSAGE-byte messages on WebSockets opened on ``path`` until they close."""
+        with self._cond:
+            self._flooded.add(path)
 
     def greet(self, path: str, text: str) -> None:
         """Send ``text`` first on every WebSocket opened on ``path`` (no query)."""
@@ -260,9 +271,14 @@ class WsLocalServer:
         with self._cond:
             greeting = self._greetings.get(target.split("?", 1)[0])
             stalled = target.split("?", 1)[0] in self._stalled
+            flooded = target.split("?", 1)[0] in self._flooded
         try:
             if stalled:
                 await ws.wait_closed()
+            if flooded:
+                flood = bytes(FLOOD_MESSAGE)
+                while True:  # ends with ConnectionClosed; each send waits on the reader
+                    await ws.send(flood)
             if greeting is not None:
                 await ws.send(greeting)
             async for message in ws:
