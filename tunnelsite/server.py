@@ -46,6 +46,7 @@ from autobahn.twisted.websocket import ConnectionDeny
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -812,11 +813,33 @@ class LuminetServer(Server):
         *args,
         limits: ConnectionLimits | None = None,
         budget: BudgetLimits | None = None,
+        stats_interval: float = 0.0,
         **kwargs,
     ) -> None:
+        """``stats_interval``: seconds between two ``stats:`` log lines; 0 for none."""
         super().__init__(*args, **kwargs)
         self.connection_guard = ConnectionGuard(limits or ConnectionLimits())
         self.memory_budget = MemoryBudget(budget)
+        self.stats_interval = stats_interval
+
+    def run(self):
+        if self.stats_interval:
+            self._stats_later()
+        super().run()
+
+    def _stats_later(self) -> None:
+        clock: Any = reactor  # Twisted's stubs type the reactor's methods unbound
+        clock.callLater(self.stats_interval, self.log_stats)
+
+    def log_stats(self) -> None:
+        """Log what a leak would grow (the soak reads this line), and come again."""
+        logger.info(
+            "stats: tasks=%d connections=%d budget_held=%d",
+            len(asyncio.all_tasks()),
+            len(self.connections),
+            self.memory_budget.total,
+        )
+        self._stats_later()
 
     @property
     def http_factory(self):
