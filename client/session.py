@@ -126,8 +126,7 @@ class Tunnel:
         # Streams still queued for a worker are dropped here; see _open_stream.
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
-        with contextlib.suppress(OSError, websocket.WebSocketException):
-            self._ws.close(timeout=1)
+        close_socket(self._ws)
 
     def _ping_loop(self) -> None:
         while not self._closed.wait(PING_INTERVAL):
@@ -227,6 +226,19 @@ class Tunnel:
             return self._sockets.get(stream_id)
 
 
+def close_socket(ws: websocket.WebSocket) -> None:
+    """End the closing handshake if it is still open, and close the socket in any case.
+
+    Once a close frame has come in (websocket-client answers it at once),
+    ``close()`` returns without closing the socket, which then stays open until
+    the garbage collector finds it: one descriptor per tunnel the server closed
+    (the soak of issue 8 saw them pile up).
+    """
+    with contextlib.suppress(OSError, websocket.WebSocketException):
+        ws.close(timeout=1)
+    ws.shutdown()
+
+
 def _closed_by_server(payload: bytes) -> None:
     """Raise what a close frame from the server means for the client."""
     code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
@@ -285,7 +297,7 @@ def run(config: Config, events: Events, max_attempts: int | None = None) -> None
             except (OSError, websocket.WebSocketException) as exc:
                 reason = str(exc) or exc.__class__.__name__
             finally:
-                ws.close()
+                close_socket(ws)
         failures += 1
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
         events.tunnel_down(reason, delay)

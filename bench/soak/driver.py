@@ -47,7 +47,7 @@ import websocket
 from client.config import Config
 from client.errors import ConnectionLost, TunnelError
 from client.events import Events, ExchangeRecord, Observer, SocketRecord
-from client.session import CONNECT_TIMEOUT, PING_TIMEOUT, Tunnel, authenticate
+from client.session import CONNECT_TIMEOUT, PING_TIMEOUT, Tunnel, authenticate, close_socket
 
 #: Seconds a stopped slot's thread gets to end.
 STOP_TIMEOUT = 10.0
@@ -164,7 +164,7 @@ class Slot:
             self.active.clear()
             with self._lock:
                 self._ws = None
-            ws.close()
+            close_socket(ws)
 
     def stop(self, how: str) -> bool:
         """End the tunnel on purpose: ``close`` sends a close frame, ``drop`` shuts the
