@@ -719,6 +719,11 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
                 self.sendMessage(message["bytes"], True)
             elif message.get("text") is not None:
                 self.sendMessage(message["text"].encode("utf-8"), False)
+        elif kind == "websocket.send" and self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
+            # The peer closed first (a tunnel client going away as a request for it
+            # arrives): nobody reads this. autobahn would raise Disconnected out of
+            # the application, which daphne logs as an error of ours.
+            return
         else:
             super().handle_reply(message)
 
