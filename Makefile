@@ -49,3 +49,10 @@ clean:
 .PHONY: bench
 bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The soak of issue 8 (docs/reliability.md): 200 tunnels, churn and mixed traffic for
+# 30 minutes; Redis at REDIS_URL (default redis://127.0.0.1:6379/11). Not part of
+# `make test`. SOAK_ARGS="--minutes 2 --tunnels 20" for a quick check.
+.PHONY: soak
+soak: $(VENV)/.installed
+	$(PY) -m bench.soak $(SOAK_ARGS)

@@ -69,7 +69,8 @@ class Stack:
             }
         )
 
-    def _own(self, process: P) -> P:
+    def own(self, process: P) -> P:
+        """Take ``process`` in: ``close()`` stops it with the rest."""
         self.processes.append(process)
         return process
 
@@ -91,17 +92,17 @@ class Stack:
     def upstream(self) -> Server:
         argv = [PYTHON, "-m", "bench.upstream", "--port", "0"]
         env = clean_environ({})
-        return self._own(Server("upstream", argv, env, ready=UPSTREAM_RE, logdir=self.logdir))
+        return self.own(Server("upstream", argv, env, ready=UPSTREAM_RE, logdir=self.logdir))
 
     def bare_daphne(self) -> Server:
         argv = [PYTHON, "-m", "bench.hello"]
-        return self._own(Server("daphne-hello", argv, clean_environ({}), logdir=self.logdir))
+        return self.own(Server("daphne-hello", argv, clean_environ({}), logdir=self.logdir))
 
     def server(self, name: str, redis_env: dict[str, str] | None) -> Server:
         """Start ``manage.py serve`` on a free port: in-memory layer, or Redis per ``redis_env``."""
         env = dict(self._server_env)
         env.update(redis_env or {})
-        return self._own(Server(name, serve_argv(), env, logdir=self.logdir))
+        return self.own(Server(name, serve_argv(), env, logdir=self.logdir))
 
     @staticmethod
     def wait_ready(*servers: Server) -> None:
@@ -119,7 +120,7 @@ class Stack:
             merge=True,
             logdir=self.logdir,
         )
-        return self._own(client)
+        return self.own(client)
 
     def tunnel(self, name: str, server: Server, local_port: int, entry: Server) -> Tunnel:
         """Start a client on ``server`` and wait until it is active."""

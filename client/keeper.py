@@ -24,7 +24,7 @@ from .events import Events
 from .local import LocalAddress, describe
 from .names import RememberedNames
 from .protocol import AuthRefusal, ProtocolError
-from .session import PING_TIMEOUT, Tunnel
+from .session import PING_TIMEOUT, Tunnel, close_socket
 
 CONNECT_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.5
@@ -87,8 +87,7 @@ class TunnelKeeper:
                 finally:
                     self.active.clear()
                     self.public_url = None
-                    ws.close()
-                    ws.shutdown()  # close() leaves the socket open once not "connected"
+                    close_socket(ws)
             if self._stopping.is_set():
                 return
             failures += 1

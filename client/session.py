@@ -143,8 +143,7 @@ class Tunnel:
         # Streams still queued for a worker are dropped here; see _open_stream.
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
-        with contextlib.suppress(OSError, websocket.WebSocketException):
-            self._ws.close(timeout=1)
+        close_socket(self._ws)
 
     def _ping_loop(self) -> None:
         while not self._closed.wait(PING_INTERVAL):
@@ -240,6 +239,19 @@ class Tunnel:
     def _socket(self, stream_id: int) -> LocalSocket | None:
         with self._streams_lock:
             return self._sockets.get(stream_id)
+
+
+def close_socket(ws: websocket.WebSocket) -> None:
+    """End the closing handshake if it is still open, and close the socket in any case.
+
+    Once a close frame has come in (websocket-client answers it at once),
+    ``close()`` returns without closing the socket, which then stays open until
+    the garbage collector finds it: one descriptor per tunnel the server closed
+    (the soak of issue 8 saw them pile up).
+    """
+    with contextlib.suppress(OSError, websocket.WebSocketException):
+        ws.close(timeout=1)
+    ws.shutdown()
 
 
 def _closed_by_server(payload: bytes) -> None:

@@ -46,6 +46,7 @@ from autobahn.twisted.websocket import ConnectionDeny
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -723,6 +724,11 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
                 self.sendMessage(message["bytes"], True)
             elif message.get("text") is not None:
                 self.sendMessage(message["text"].encode("utf-8"), False)
+        elif kind == "websocket.send" and self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
+            # The peer closed first (a tunnel client going away as a request for it
+            # arrives): nobody reads this. autobahn would raise Disconnected out of
+            # the application, which daphne logs as an error of ours.
+            return
         else:
             super().handle_reply(message)
 
@@ -817,11 +823,33 @@ class LuminetServer(Server):
         *args,
         limits: ConnectionLimits | None = None,
         budget: BudgetLimits | None = None,
+        stats_interval: float = 0.0,
         **kwargs,
     ) -> None:
+        """``stats_interval``: seconds between two ``stats:`` log lines; 0 for none."""
         super().__init__(*args, **kwargs)
         self.connection_guard = ConnectionGuard(limits or ConnectionLimits())
         self.memory_budget = MemoryBudget(budget)
+        self.stats_interval = stats_interval
+
+    def run(self):
+        if self.stats_interval:
+            self._stats_later()
+        super().run()
+
+    def _stats_later(self) -> None:
+        clock: Any = reactor  # Twisted's stubs type the reactor's methods unbound
+        clock.callLater(self.stats_interval, self.log_stats)
+
+    def log_stats(self) -> None:
+        """Log what a leak would grow (the soak reads this line), and come again."""
+        logger.info(
+            "stats: tasks=%d connections=%d budget_held=%d",
+            len(asyncio.all_tasks()),
+            len(self.connections),
+            self.memory_budget.total,
+        )
+        self._stats_later()
 
     @property
     def http_factory(self):

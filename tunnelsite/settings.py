@@ -157,6 +157,9 @@ LUMINET_SUBDOMAIN_GRACE = env_float("LUMINET_SUBDOMAIN_GRACE", 60.0)
 # Seconds between a live tunnel's registry refresh and token re-check: a revoked
 # token's tunnel closes within one, a crashed process's subdomains free within three.
 LUMINET_HEARTBEAT_INTERVAL = env_float("LUMINET_HEARTBEAT_INTERVAL", 15.0)
+# Seconds between two "stats:" lines in the log (asyncio tasks, connections, budget
+# held), for the soak (issue 8) and for watching a server; unset: no such line.
+LUMINET_STATS_INTERVAL = env_float("LUMINET_STATS_INTERVAL", 0.0)
 REDIS_URL = env_str("REDIS_URL")
 # Prefix of every Redis key (registry and channel layer), so deployments and test
 # runs can share one Redis server.
@@ -277,6 +280,7 @@ LOGGING = {
     "loggers": {
         "tunnels": {"level": env_str("LUMINET_LOG_LEVEL") or "INFO"},
         "tokens": {"level": env_str("LUMINET_LOG_LEVEL") or "INFO"},
+        "tunnelsite": {"level": env_str("LUMINET_LOG_LEVEL") or "INFO"},
         # "Listening on TCP address ..." is how scripts and tests learn the port.
         "daphne.server": {"level": "INFO"},
     },

@@ -83,6 +83,27 @@ def test_slow_local_server_is_504(
     assert (after.status, after.body) == (200, b"ok")
 
 
+STATS_RE = r"stats: tasks=(\d+) connections=(\d+) budget_held=(\d+)$"
+
+
+def test_stats_interval_logs_tasks_connections_and_budget(
+    launcher: Launcher, local_server: LocalServer, dev_token: Token
+) -> None:
+    """LUMINET_STATS_INTERVAL makes the server log a stats line that often; a tunnel counts."""
+    server = launcher.server(name="stats-server", LUMINET_STATS_INTERVAL="0.2")
+    _, idle = server.stdout.wait_for(STATS_RE, timeout=10)
+    assert idle.groups() == ("0", "0", "0")
+    client = launcher.client(server, dev_token, local_server.port, name="stats-client")
+    client.wait_active()
+    _, busy = server.stdout.wait_for(r"stats: tasks=(\d+) connections=1 budget_held=0$", 10)
+    assert int(busy[1]) > 0  # the tunnel's consumer and its heartbeat
+
+
+def test_no_stats_line_by_default(tunnel: Tunnel) -> None:
+    """Without LUMINET_STATS_INTERVAL the server logs no stats line."""
+    assert not [line for line in tunnel.server.stdout.lines if "stats:" in line]
+
+
 def test_deploy_check_is_clean_with_an_https_public_url(tmp_path) -> None:
     """Issue 8, defect 7: ``manage.py check --deploy`` finds nothing to fix on an https
     deployment (secure cookies, https redirect, HSTS), W004/W008/W012/W016 included."""

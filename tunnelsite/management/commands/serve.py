@@ -67,5 +67,10 @@ class Command(BaseCommand):
             total=settings.LUMINET_MEMORY_BUDGET, per_tunnel=settings.LUMINET_TUNNEL_MEMORY_BUDGET
         )
         cli = CommandLineInterface()
-        cli.server_class = functools.partial(LuminetServer, limits=limits, budget=budget)
+        cli.server_class = functools.partial(
+            LuminetServer,
+            limits=limits,
+            budget=budget,
+            stats_interval=settings.LUMINET_STATS_INTERVAL,
+        )
         cli.run([*daphne_args, "tunnelsite.asgi:application"])
