@@ -32,8 +32,9 @@ def test_unknown_host_is_400(tunnel: Tunnel, host: str) -> None:
 
 
 def test_site_paths_on_tunnel_host_are_forwarded(tunnel: Tunnel, uid: str) -> None:
-    """/health and /admin/ on a tunnel host reach the local server, not the site."""
-    for path in ("/health", "/admin/"):
+    """/health, /admin/, / and /luminet.pyz on a tunnel host reach the local server, not
+    the site."""
+    for path in ("/health", "/admin/", "/", "/luminet.pyz"):
         response = rawclient.request(
             tunnel.port, "GET", path, tunnel.host, [("X-Test-Id", f"{uid}{path}")]
         )
