@@ -42,6 +42,8 @@ TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644
 #: The oldest Python the client runs on (``typing.assert_never``, ``match``).
 MINIMUM_PYTHON = (3, 11)
+#: The same, as people write it: "3.11".
+MINIMUM_PYTHON_NAME = ".".join(map(str, MINIMUM_PYTHON))
 
 #: The archive's entry point. Written for any Python 3, so that an older one gets
 #: this sentence instead of a SyntaxError from deep inside the client.
@@ -51,7 +53,7 @@ import sys
 
 if sys.version_info < {MINIMUM_PYTHON!r}:
     sys.exit(
-        "{ARCHIVE_NAME} needs Python {".".join(map(str, MINIMUM_PYTHON))} or newer; "
+        "{ARCHIVE_NAME} needs Python {MINIMUM_PYTHON_NAME} or newer; "
         "this is Python %d.%d" % sys.version_info[:2]
     )
 

@@ -27,7 +27,7 @@ def landing(request: HttpRequest) -> HttpResponse:
         "example_tunnel": public_url("NAME"),
         "download_command": download,
         "run_command": run,
-        "minimum_python": ".".join(map(str, pyz.MINIMUM_PYTHON)),
+        "minimum_python": pyz.MINIMUM_PYTHON_NAME,
     }
     return render(request, "tunnels/landing.html", context)
 
