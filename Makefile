@@ -42,7 +42,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) var db.sqlite3 .pytest_cache .ruff_cache
+	rm -rf $(VENV) var db.sqlite3 .pytest_cache .ruff_cache build luminet.egg-info
 
 # The benchmark of issue 4 (docs/performance.md): needs wrk (apt-get install wrk) and
 # Redis at REDIS_URL (default redis://127.0.0.1:6379/10). BENCH_ARGS=--smoke for a short run.

@@ -1,9 +1,14 @@
-"""``python -m client``: expose a local HTTP server through a Luminet server."""
+"""``python -m client``: expose a local HTTP server through a Luminet server.
+
+The port comes in either of two forms, the same run: ``luminet http 3000`` (the
+command form of the original design, and ngrok's) or ``--port 3000``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
@@ -16,12 +21,26 @@ from .keeper import TunnelKeeper
 LOG_FORMATS = {"text": ConsoleLog, "json": JsonLog}
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The command of ``luminet http PORT``: the one kind of tunnel there is.
+HTTP_COMMAND = "http"
+
+
+def program_name(argv0: str) -> str:
+    """How we were started, for usage lines: ``luminet``, ``luminet.pyz``, ``python -m client``."""
+    name = os.path.basename(argv0)
+    return "python -m client" if name in {"", "__main__.py"} else name
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    prog = prog or program_name(sys.argv[0])
     parser = argparse.ArgumentParser(
-        prog="python -m client",
+        prog=prog,
+        usage=f"{prog} http PORT [options]\n       {prog} --port PORT [options]",
         description="Expose a local HTTP server at a public URL through a Luminet server.",
     )
-    parser.add_argument("--port", type=int, required=True, help="local port to forward to")
+    parser.add_argument("command", nargs="?", metavar="http", help="forward HTTP (and WebSockets)")
+    parser.add_argument("target", nargs="?", metavar="PORT", help="local port to forward to")
+    parser.add_argument("--port", type=int, help="local port to forward to (as `http PORT`)")
     parser.add_argument("--host", help="local host to forward to (default: localhost)")
     parser.add_argument(
         "--server",
@@ -58,8 +77,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def local_port(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The port of ``http PORT`` or of ``--port PORT``; exits through ``parser.error``
+    (status 2) unless exactly one form gives it."""
+    example = f"`{parser.prog} http 3000` or `{parser.prog} --port 3000`"
+    if args.command is None:
+        if args.port is None:
+            parser.error(f"which local port? e.g. {example}")
+        return int(args.port)
+    if args.command != HTTP_COMMAND:
+        if args.command.isdigit():
+            parser.error(f"a port goes after the command: `{parser.prog} http {args.command}`")
+        parser.error(f"unknown command {args.command!r}: the command is `http PORT`")
+    if args.target is None:
+        parser.error(f"`http` needs the local port: {example}")
+    if args.port is not None:
+        parser.error(f"the port is given twice (`http {args.target}` and --port); give one")
+    if not args.target.isdigit():
+        parser.error(
+            f"`http` takes a port number, not {args.target!r}; another local host goes in --host"
+        )
+    return int(args.target)
+
+
+def parse_command_line(
+    argv: list[str] | None = None, prog: str | None = None
+) -> argparse.Namespace:
+    """Parse the flags; ``port`` holds the local port, whichever form gave it."""
+    parser = build_parser(prog)
+    # Intermixed: `http 3000` may come before, between or after the flags.
+    args = parser.parse_intermixed_args(argv)
+    args.port = local_port(parser, args)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

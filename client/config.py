@@ -98,7 +98,7 @@ def resolve(
     if not chosen_token:
         raise ConfigError("no token: pass --token, set TUNNEL_TOKEN, or put it in ~/.tunnel/config")
     if not 1 <= port <= 65535:
-        raise ConfigError(f"--port must be between 1 and 65535, not {port}")
+        raise ConfigError(f"the local port must be between 1 and 65535, not {port}")
     local_host = (host or DEFAULT_HOST).strip()
     if not local_host or any(c in local_host for c in "/@?#[] "):
         raise ConfigError(f"--host must be a host name or IP address, not {host!r}")

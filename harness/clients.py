@@ -43,20 +43,24 @@ class Client(Process):
         merge: bool = False,
         logdir: Path | None = None,
         args: Sequence[str] = (),
+        command: Sequence[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         """Start a client; the token goes in ``TUNNEL_TOKEN``, or ``--token`` with ``token_flag``.
 
         ``home`` is its HOME, so that no ``~/.tunnel/config`` of the machine reaches it;
-        ``args`` are more flags (``--subdomain``).
+        ``args`` are more flags (``--subdomain``). ``command`` replaces
+        ``python -m client --port PORT`` (e.g. ``python luminet.pyz http PORT``), run in
+        ``cwd``.
         """
-        argv = [PYTHON, "-m", "client", "--port", str(local_port), "--host", "127.0.0.1"]
-        argv += ["--server", server_url, "--log-format", log_format, *args]
+        argv = list(command or [PYTHON, "-m", "client", "--port", str(local_port)])
+        argv += ["--host", "127.0.0.1", "--server", server_url, "--log-format", log_format, *args]
         env = clean_environ({"HOME": str(home)})
         if token_flag:
             argv += ["--token", token]
         else:
             env["TUNNEL_TOKEN"] = token
-        super().__init__(name, argv, env, merge=merge, logdir=logdir)
+        super().__init__(name, argv, env, merge=merge, logdir=logdir, cwd=cwd)
         self.local_port = local_port
         self.log_format = log_format
 

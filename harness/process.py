@@ -232,8 +232,10 @@ class Process:
         *,
         merge: bool = True,
         logdir: Path | None = None,
+        cwd: Path | None = None,
     ) -> None:
-        """Start ``argv`` in the project's root; ``merge`` sends stderr where stdout goes."""
+        """Start ``argv`` in ``cwd`` (the project's root by default); ``merge`` sends stderr
+        where stdout goes."""
         self.name = name
         self.argv = list(argv)
         self._signal: int | None = None
@@ -252,7 +254,7 @@ class Process:
             self.started = time.perf_counter()
             self.proc = subprocess.Popen(
                 self.argv,
-                cwd=ROOT,
+                cwd=cwd or ROOT,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,

@@ -1,13 +1,16 @@
-"""Admin for tokens: issue (the plaintext is shown once, on the response page), list, revoke."""
+"""Admin for tokens: issue (the plaintext is shown once, on the response page, with the
+client commands that use it), list, revoke."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import ngettext
 
+from client.pyz import MINIMUM_PYTHON_NAME, install_commands
 from tokens.models import Token, TokenQuerySet
 
 _ADD_FIELDS = ("name", "expires_at")
@@ -47,14 +50,19 @@ class TokenAdmin(admin.ModelAdmin):
     def response_add(
         self, request: HttpRequest, obj: Token, post_url_continue: str | None = None
     ) -> HttpResponse:
-        """Show the new token's plaintext, the one time it is ever shown."""
+        """Show the new token's plaintext, the one time it is ever shown, and the commands
+        that run the client with it."""
         plaintext = obj.__dict__.pop("_issued_plaintext")
+        download, run = install_commands(settings.LUMINET_PUBLIC_URL, plaintext)
         context = {
             **self.admin_site.each_context(request),
             "title": "Token issued",
             "opts": self.opts,
             "token": obj,
             "plaintext": plaintext,
+            "download_command": download,
+            "run_command": run,
+            "minimum_python": MINIMUM_PYTHON_NAME,
         }
         response = TemplateResponse(request, self.issued_template, context)
         add_never_cache_headers(response)

@@ -337,6 +337,12 @@ class LuminetRequest(WebRequest):
             # Twisted complains about a producer still registered at finish().
             self.unregisterProducer()
             self.backpressure = None
+        if message["type"] == "http.response.body" and self.method == b"HEAD":
+            # RFC 9110 section 9.3.2: a HEAD response has no content. Twisted drops only
+            # the first write; daphne's later ones (Django sends 64 KiB a message) get
+            # past that guard onto the connection, where they would be read as the
+            # next response.
+            message = {**message, "body": b""}
         if message["type"] == "http.response.start" and self.body_incomplete:
             # Answering before the whole body is in (a refusal, or a local server
             # that does not read it): the rest is never parsed as a next request.

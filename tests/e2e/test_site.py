@@ -32,8 +32,9 @@ def test_unknown_host_is_400(tunnel: Tunnel, host: str) -> None:
 
 
 def test_site_paths_on_tunnel_host_are_forwarded(tunnel: Tunnel, uid: str) -> None:
-    """/health and /admin/ on a tunnel host reach the local server, not the site."""
-    for path in ("/health", "/admin/"):
+    """/health, /admin/, / and /luminet.pyz on a tunnel host reach the local server, not
+    the site."""
+    for path in ("/health", "/admin/", "/", "/luminet.pyz"):
         response = rawclient.request(
             tunnel.port, "GET", path, tunnel.host, [("X-Test-Id", f"{uid}{path}")]
         )
@@ -52,13 +53,14 @@ def test_no_tunnel_is_502(tunnel: Tunnel) -> None:
 def test_local_server_refusing_is_502(
     launcher: Launcher, tunnel: Tunnel, dev_token: Token, refusing_port: int
 ) -> None:
-    """Nothing listening locally: 502 with Luminet-Error: local-error; the client keeps going."""
+    """Nothing listening locally: 502 with Luminet-Error: local-refused; the client keeps
+    going."""
     client = launcher.client(tunnel.server, dev_token, refusing_port, name="refused-client")
     _, _, subdomain = client.wait_active()
     for _ in range(2):
         response = rawclient.request(tunnel.port, "GET", "/", f"{subdomain}.localhost")
         assert response.status == 502, client.describe()
-        assert response.value("Luminet-Error") == "local-error"
+        assert response.value("Luminet-Error") == "local-refused"
     assert client.running(), client.describe()
 
 

@@ -345,6 +345,22 @@ def test_bare_lf_in_a_later_header_line_is_400(shared) -> None:
     assert received.startswith(b"HTTP/1.1 400"), received[:200]
 
 
+@pytest.mark.parametrize("kind", servers("a HEAD answer past 64 KiB leaks its body"))
+def test_a_long_head_answer_sends_no_body(shared, kind: str) -> None:
+    """A HEAD answer whose GET body spans several messages sends none of it: the next
+    response on the connection is read intact."""
+    conn = shared(kind).connection()
+    try:
+        conn.request("HEAD", "/stream?size=200000")
+        head = conn.getresponse()
+        assert (head.status, head.getheader("Content-Length"), head.read()) == (200, "200000", b"")
+        conn.request("GET", "/ok")
+        after = conn.getresponse()
+        assert (after.status, after.read()) == (200, b"ok")
+    finally:
+        conn.close()
+
+
 # -- slow and many-connection attacks (issue 8, defect 5) ------------------------
 
 

@@ -1,5 +1,6 @@
 """The token admin: issuing shows the plaintext once, the list, revocation."""
 
+import html
 import re
 
 import pytest
@@ -31,22 +32,40 @@ def add_token(client, name="laptop", **data):
     return client.post(ADD_URL, {"name": name, "expires_at_0": "", "expires_at_1": "", **data})
 
 
-def shown_plaintext(response) -> str:
-    match = re.search(r'<code id="issued-token">([^<]*)</code>', response.content.decode())
+def shown(response, element_id: str) -> str:
+    match = re.search(rf'<code id="{element_id}">([^<]*)</code>', response.content.decode())
     assert match, response.content.decode()
-    return match.group(1)
+    return html.unescape(match.group(1))
+
+
+def shown_plaintext(response) -> str:
+    return shown(response, "issued-token")
 
 
 def test_adding_a_token_shows_its_plaintext_once(client):
-    """The response to the add form shows the new token's plaintext, exactly once."""
+    """The response to the add form shows the new token's plaintext: once alone, once in
+    the command that runs the client, and nowhere else."""
     response = add_token(client)
     assert response.status_code == 200
     plaintext = shown_plaintext(response)
     token = Token.objects.get()
     assert crypto.digest(plaintext) == token.digest
-    assert response.content.decode().count(plaintext) == 1
+    assert response.content.decode().count(plaintext) == 2
+    assert plaintext in shown(response, "run-command")
     assert "will not be shown again" in response.content.decode()
     assert "no-store" in response["Cache-Control"]
+
+
+def test_the_issued_page_shows_the_commands_with_the_token_filled_in(client, settings):
+    """Below the new token: download the client, then run it with this server's URL and
+    the token in TUNNEL_TOKEN."""
+    response = add_token(client)
+    plaintext = shown_plaintext(response)
+    base = settings.LUMINET_PUBLIC_URL
+    assert shown(response, "download-command") == f"curl -fsSO {base}/luminet.pyz"
+    assert shown(response, "run-command") == (
+        f"TUNNEL_TOKEN={plaintext} python3 luminet.pyz http 3000 --server {base}"
+    )
 
 
 def test_the_add_form_asks_only_for_name_and_expiry(client):
