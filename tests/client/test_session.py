@@ -13,7 +13,8 @@ from client import protocol
 from client.config import Config
 from client.errors import ConnectionLost
 from client.events import Events
-from client.session import Tunnel, authenticate
+from client.keeper import authenticate
+from client.session import Tunnel
 
 pytestmark = pytest.mark.timeout(30)
 
