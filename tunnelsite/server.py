@@ -58,7 +58,13 @@ from twisted.web.http import (
 )
 from zope.interface import implementer
 
-from client.protocol import CloseCode
+from client.protocol import (
+    CHUNK_SIZE,
+    FRAME_HEADER,
+    MAX_CONTROL_BYTES,
+    MAX_WS_MESSAGE,
+    CloseCode,
+)
 from tunnels.edge.budget import UNLIMITED, Account, BudgetLimits, MemoryBudget, budget_key
 from tunnels.hosts import TunnelHost, classify
 from tunnels.relay.errors import TunnelError
@@ -78,6 +84,10 @@ BODY_COALESCE_SECONDS = 0.001
 #: of frames still in flight (the close answer queues behind them); dropping with
 #: unread bytes resets the connection, and the peer never sees our close code.
 CLOSE_HANDSHAKE_TIMEOUT = 10.0
+#: Largest message a socket to the main host (the tunnel endpoint) may send: a
+#: control message or a body chunk with its frame header; more is a protocol error
+#: anyway, and is refused (1009) before it is held.
+MAX_TUNNEL_MESSAGE = max(MAX_CONTROL_BYTES, FRAME_HEADER.size + CHUNK_SIZE)
 #: Seconds a connection answered before its body ended keeps draining before it is
 #: closed outright.
 LINGER_SECONDS = 5.0
@@ -639,6 +649,7 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
     _stalled: Any = None
     #: The message being reassembled, charged to the memory budget.
     _account: Account | None = None
+    _message_limit = MAX_WS_MESSAGE
 
     def write_paused(self) -> None:
         """The peer stopped reading (our writes fill the transport's buffer)."""
@@ -680,9 +691,15 @@ class LuminetWebSocketProtocol(WebSocketProtocol):
             # A tunnel's public sockets only. Every tunnel client connects to the same
             # host: charging the tunnel endpoint would let anyone's unfinished messages
             # there close every tunnel with 1013.
-            budget = _budget(self.server) if isinstance(classify(host), TunnelHost) else UNLIMITED
+            tunnel_host = isinstance(classify(host), TunnelHost)
+            budget = _budget(self.server) if tunnel_host else UNLIMITED
             self._account = budget.account(budget_key(host))
-        if not self._account.charge(length):
+            # daphne has one size limit for every socket; the tunnel endpoint (and
+            # anything else on the main host) never needs more than a protocol message.
+            self._message_limit = MAX_WS_MESSAGE if tunnel_host else MAX_TUNNEL_MESSAGE
+        if self.message_data_total_length > self._message_limit:
+            self._fail_connection(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        elif not self._account.charge(length):
             logger.warning("memory budget reached for %s; closing a WebSocket", self._account.key)
             self._fail_connection(CloseCode.TRY_AGAIN_LATER, "server busy")
 

@@ -200,9 +200,9 @@ def test_unfinished_messages_to_the_tunnel_endpoint_close_no_tunnel(
     local_server: LocalServer,
     raw_sockets: list[RawWebSocket],
 ) -> None:
-    """Unfinished messages to the tunnel endpoint, more than a tunnel's budget, are not
-    charged to the host every tunnel client connects to: the tunnels stay up and serve
-    (they were closed with 1013 "server busy")."""
+    """Messages to the tunnel endpoint larger than any protocol message are refused with
+    1009 as they begin, and never charged to the host every tunnel client connects to:
+    the tunnels stay up and serve (they were closed with 1013 "server busy")."""
     server = launcher.server(LUMINET_TUNNEL_MEMORY_BUDGET=str(TUNNEL_BUDGET))
     client = launcher.client(server, dev_token, local_server.port)
     host = f"{client.wait_active()[2]}.localhost"
@@ -215,6 +215,8 @@ def test_unfinished_messages_to_the_tunnel_endpoint_close_no_tunnel(
     response = rawclient.request(server.port, "GET", "/", host, timeout=WAIT)
     assert (response.status, response.value("Luminet-Error")) == (200, None)
     assert client.events("tunnel_down") == []
+    # The endpoint never needs a message larger than the protocol's: refused, not held.
+    assert [raw.close_code() for raw in raw_sockets] == [1009] * 4
 
 
 def test_a_public_websocket_that_stops_reading_is_dropped(
