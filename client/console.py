@@ -9,7 +9,10 @@ token, a header value or a body byte.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from .events import ExchangeRecord, Failure, Observer, SocketRecord
@@ -31,26 +34,67 @@ class _Printer(Observer):
             self._out.flush()
 
 
+#: Seconds a response may run before its line is printed at once, marked as a stream
+#: (server-sent events, a long download): otherwise it would show only when it ends.
+LONG_STREAM_SECONDS = 1.0
+
+_GREEN, _CYAN, _YELLOW, _RED, _RESET = "\033[32m", "\033[36m", "\033[33m", "\033[31m", "\033[0m"
+
+
+def use_colour(out: TextIO, environ: Mapping[str, str]) -> bool:
+    """Colour only for a person at a terminal, and never with NO_COLOR set (no-color.org)."""
+    isatty = getattr(out, "isatty", None)
+    return (
+        bool(isatty and isatty()) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
+    )
+
+
 class ConsoleLog(_Printer):
-    """The human-readable log: a banner, then one line per request and WebSocket."""
+    """The human-readable log: a banner, then one line per request and WebSocket.
+
+    A failed request's line says why (``502 connection refused by localhost:3000``,
+    ``504 no response within 30 s``); a response still running after
+    ``LONG_STREAM_SECONDS`` gets a line when that time is up, and another when it ends.
+    """
+
+    def __init__(
+        self, out: TextIO, colour: bool | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(out)
+        self._colour = use_colour(out, environ or os.environ) if colour is None else colour
+        self._streaming: dict[ExchangeRecord, float] = {}
+        self._streaming_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
 
     def tunnel_active(self, url: str, subdomain: str, local_origin: str) -> None:
         self._line(f"Tunnel active: {url}\n→ forwarding to {local_origin}")
 
     def subdomain_changed(self, previous: str, subdomain: str) -> None:
-        self._line(f"Previous subdomain {previous} was taken.")
+        self._line(f"Subdomain {previous} was taken; this tunnel is now {subdomain}.")
 
     def tunnel_down(self, reason: str, retry_in: float) -> None:
-        self._line(f"Tunnel down ({reason}); reconnecting in {retry_in:.1f} s")
+        self._line(self._paint(_RED, f"Tunnel down ({reason}); reconnecting in {retry_in:.1f} s"))
 
     def connect_failed(self, reason: str, retry_in: float) -> None:
-        self._line(f"Cannot connect ({reason}); retrying in {retry_in:.1f} s")
+        self._line(self._paint(_RED, f"Cannot connect ({reason}); retrying in {retry_in:.1f} s"))
 
     def local_unreachable(self, local_origin: str, reason: str) -> None:
         self._line(
-            f"Warning: nothing answers at {local_origin} ({reason}); "
-            "requests get 502 until your server runs there"
+            self._paint(
+                _YELLOW,
+                f"Warning: nothing answers at {local_origin} ({reason}); "
+                "requests get 502 until your server runs there",
+            )
         )
+
+    def response_started(self, record: ExchangeRecord) -> None:
+        with self._streaming_lock:
+            self._streaming[record] = record.started + LONG_STREAM_SECONDS
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch_streams, name="console-streams", daemon=True
+                )
+                self._watcher.start()
 
     def exchange_finished(self, record: ExchangeRecord) -> None:
         self._exchange(record)
@@ -59,16 +103,50 @@ class ConsoleLog(_Printer):
         self._exchange(record)
 
     def _exchange(self, record: ExchangeRecord) -> None:
-        self._line(f"{record.method:<7} {record.path}  {status_text(record)}  {record.ms:.0f} ms")
+        with self._streaming_lock:
+            self._streaming.pop(record, None)
+        status = status_text(record)
+        self._line(
+            f"{record.method:<7} {record.path}  {self._paint(_status_colour(record), status)}"
+            f"  {record.ms:.0f} ms"
+        )
+
+    def _watch_streams(self) -> None:
+        """Print the line of each response still running after LONG_STREAM_SECONDS."""
+        while True:
+            time.sleep(LONG_STREAM_SECONDS / 4)  # a display refresh, not synchronisation
+            now = time.monotonic()
+            with self._streaming_lock:
+                due = [r for r, at in self._streaming.items() if at <= now and r.ended is None]
+                for record in due:
+                    del self._streaming[record]
+            for record in due:
+                status = self._paint(_status_colour(record), str(record.status))
+                self._line(f"{record.method:<7} {record.path}  {status}  streaming…")
 
     def websocket_opened(self, record: SocketRecord) -> None:
         self._line(f"{'WS':<7} {record.path}  open")
 
     def websocket_closed(self, record: SocketRecord) -> None:
-        self._line(f"{'WS':<7} stream {record.stream}  closed")
+        code = "no code" if record.code is None else str(record.code)
+        by = f" by the {record.closed_by} side" if record.closed_by else ""
+        self._line(f"{'WS':<7} {record.path}  closed{by} ({code})  {record.ms:.0f} ms")
 
     def websocket_failed(self, record: SocketRecord, reason: str) -> None:
-        self._line(f"{'WS':<7} stream {record.stream}  closed")
+        self._line(f"{'WS':<7} {record.path}  {self._paint(_RED, reason)}")
+
+    def _paint(self, colour: str, text: str) -> str:
+        return f"{colour}{text}{_RESET}" if self._colour else text
+
+
+def _status_colour(record: ExchangeRecord) -> str:
+    if record.failure is not None or (record.status or 500) >= 500:
+        return _RED
+    if record.status is not None and record.status >= 400:
+        return _YELLOW
+    if record.status is not None and record.status >= 300:
+        return _CYAN
+    return _GREEN
 
 
 def status_text(record: ExchangeRecord) -> str:
@@ -77,12 +155,18 @@ def status_text(record: ExchangeRecord) -> str:
         case None:
             return "-" if record.status is None else str(record.status)
         case Failure.CANCELLED:
-            return "cancelled"
+            # "504: no response within 30 s" when the server gave up; else the caller left.
+            code, _, why = record.reason.partition(": ")
+            if code.isdigit() and why:
+                return f"{code} {why}"
+            return "cancelled" if record.status is None else f"{record.status} cancelled"
         case Failure.TUNNEL_LOST:
             return "tunnel lost"
         case _:
             # The server answers 502 for us before a response head; after one, it aborts.
-            return "502" if record.status is None else f"{record.status} aborted"
+            if record.status is None:
+                return f"502 {record.reason}"
+            return f"{record.status} aborted ({record.reason})"
 
 
 class JsonLog(_Printer):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 
 from client import protocol
 from client.cli import build_parser
-from client.console import ConsoleLog, JsonLog, status_text
+from client.console import ConsoleLog, JsonLog, status_text, use_colour
 from client.events import Events, ExchangeRecord, Failure, SocketRecord
 
 SECRETS = ("Bearer secret-auth", "session=secret-cookie", "secret-set-cookie")
@@ -71,11 +72,11 @@ def test_console_prints_the_lines_people_know() -> None:
         "Tunnel active: http://abc123.localhost:8000",
         "→ forwarding to http://localhost:3000",
         "POST    /webhooks/stripe  200  14 ms",
-        "GET     /x  502  1 ms",
+        "GET     /x  502 connection refused by the local server  1 ms",
         "WS      /hmr?t=1  open",
-        "WS      stream 7  closed",
+        "WS      /hmr?t=1  closed by the public side (1000)  1000 ms",
         "Tunnel down (connection lost); reconnecting in 1.3 s",
-        "Previous subdomain abc123 was taken.",
+        "Subdomain abc123 was taken; this tunnel is now xyz789.",
         "Tunnel active: http://xyz789.localhost:8000",
         "→ forwarding to http://localhost:3000",
     ]
@@ -165,17 +166,31 @@ def test_no_header_value_reaches_the_output(output: type[ConsoleLog] | type[Json
 
 
 @pytest.mark.parametrize(
-    ("failure", "status", "shown"),
+    ("failure", "status", "reason", "shown"),
     [
-        (None, 204, "204"),
-        (Failure.LOCAL_ERROR, None, "502"),
-        (Failure.LOCAL_ERROR, 200, "200 aborted"),
-        (Failure.CLIENT_ERROR, None, "502"),
-        (Failure.CANCELLED, 200, "cancelled"),
-        (Failure.TUNNEL_LOST, None, "tunnel lost"),
+        (None, 204, "", "204"),
+        (
+            Failure.LOCAL_ERROR,
+            None,
+            "connection refused by localhost:3000",
+            "502 connection refused by localhost:3000",
+        ),
+        (
+            Failure.LOCAL_ERROR,
+            200,
+            "local server closed the connection mid-response",
+            "200 aborted (local server closed the connection mid-response)",
+        ),
+        (Failure.CLIENT_ERROR, None, "", "502 client error"),
+        (Failure.CANCELLED, None, "504: no response within 30 s", "504 no response within 30 s"),
+        (Failure.CANCELLED, 200, "", "200 cancelled"),
+        (Failure.CANCELLED, None, "", "cancelled"),
+        (Failure.TUNNEL_LOST, None, "", "tunnel lost"),
     ],
 )
-def test_status_column(failure: Failure | None, status: int | None, shown: str) -> None:
+def test_status_column(
+    failure: Failure | None, status: int | None, reason: str, shown: str
+) -> None:
     events = Events()
     record = exchange()
     events.exchange_started(record)
@@ -184,8 +199,41 @@ def test_status_column(failure: Failure | None, status: int | None, shown: str) 
     if failure is None:
         events.exchange_finished(record)
     else:
-        events.exchange_failed(record, failure)
+        events.exchange_failed(record, failure, reason)
     assert status_text(record) == shown
+
+
+def test_a_long_response_is_shown_when_it_starts_and_when_it_ends() -> None:
+    """Server-sent events would otherwise be invisible until they end."""
+    out = io.StringIO()
+    events = Events([ConsoleLog(out)])
+    record = exchange(path="/events")
+    events.exchange_started(record)
+    events.response_started(record, 200, [])
+    deadline = time.monotonic() + 5
+    while "streaming" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the console's output, with a deadline
+    events.exchange_finished(record)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "GET     /events  200  streaming…"
+    assert lines[1].startswith("GET     /events  200  ") and lines[1].endswith(" ms")
+
+
+def test_colour_only_at_a_terminal_and_never_with_no_color() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert use_colour(Terminal(), {"TERM": "xterm"})
+    assert not use_colour(Terminal(), {"TERM": "xterm", "NO_COLOR": "1"})
+    assert not use_colour(io.StringIO(), {"TERM": "xterm"})
+    out = Terminal()
+    events = Events([ConsoleLog(out, environ={"TERM": "xterm"})])
+    record = exchange()
+    events.exchange_started(record)
+    events.response_started(record, 404, [])
+    events.exchange_finished(record)
+    assert "\033[33m404\033[0m" in out.getvalue()
 
 
 def test_log_format_is_text_unless_json_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:

@@ -247,7 +247,7 @@ def test_cancel_while_waiting_for_credit_fails_the_exchange() -> None:
     assert (record.outcome, record.failure) == ("failed", Failure.CANCELLED)
     assert local.aborted.is_set() and local.finished
     assert wire.errors() == []
-    assert status_text(record) == "cancelled"
+    assert status_text(record) == "200 cancelled"
 
 
 def test_cancel_while_the_local_server_thinks_fails_as_cancelled() -> None:
@@ -304,7 +304,9 @@ def test_local_error_after_the_head_aborts_the_response() -> None:
     ]
     assert ends(recorder) == ["exchange_failed"]
     assert (stream.record.failure, stream.record.bytes_out) == (Failure.LOCAL_ERROR, 1)
-    assert status_text(stream.record) == "200 aborted"
+    assert status_text(stream.record) == (
+        "200 aborted (local server closed the connection mid-response)"
+    )
 
 
 def test_a_lost_tunnel_fails_the_exchange() -> None:
