@@ -78,15 +78,17 @@ class Timer:
         self._durations: deque[float] = deque(maxlen=SAMPLE_SIZE)
 
     def mark(self) -> None:
+        # The rates take the count since the last tick all at once (tick), so an
+        # event costs one addition here: this runs on the tunnel's threads.
         self.count += 1
-        for rate in self.rates.values():
-            rate.mark()
 
     def duration(self, seconds: float) -> None:
         self._durations.append(seconds * 1e9)
 
-    def tick(self) -> None:
+    def tick(self, marked: int) -> None:
+        """One tick of every rate, with ``marked`` events since the last."""
         for rate in self.rates.values():
+            rate.mark(marked)
             rate.tick()
 
     def stop(self) -> None:
@@ -112,6 +114,8 @@ class TunnelMetrics:
         self._gauge = 0
         self._http = Timer()
         self._last_tick = clock()
+        #: Counts at the last tick: what each tick adds to the rates is the difference.
+        self._ticked = (0, 0)
 
     def stream_opened(self) -> None:
         with self._lock:
@@ -142,9 +146,14 @@ class TunnelMetrics:
         if due <= 0:
             return
         self._last_tick += due * TICK_SECONDS
+        # Events since the last tick all count in the first one due (go-metrics ticks
+        # on a timer; here a quiet spell is caught up when someone next looks).
+        conns, http = self._conns.count - self._ticked[0], self._http.count - self._ticked[1]
+        self._ticked = (self._conns.count, self._http.count)
         for _ in range(min(due, MAX_CATCH_UP_TICKS)):
-            self._conns.tick()
-            self._http.tick()
+            self._conns.tick(conns)
+            self._http.tick(http)
+            conns = http = 0
         if due > MAX_CATCH_UP_TICKS:
             self._conns.stop()
             self._http.stop()

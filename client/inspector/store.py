@@ -31,7 +31,7 @@ PREVIEW_BYTES = 1024
 MAX_MESSAGES = 1000
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Captured:
     """The first ``cap`` bytes of a body; the rest is only counted."""
 
@@ -66,7 +66,7 @@ class Message:
     preview: bytes
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class Entry:
     id: str
     #: Bytes this entry counts against the store's cap.
@@ -75,7 +75,7 @@ class Entry:
     changed: int = 0
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class HttpEntry(Entry):
     record: ExchangeRecord
     request_body: Captured
@@ -84,7 +84,7 @@ class HttpEntry(Entry):
     replay_of: str | None = None
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class SocketEntry(Entry):
     record: SocketRecord
     messages: deque[Message] = field(default_factory=deque)
@@ -108,6 +108,8 @@ class Store:
         self._replays: dict[ExchangeRecord, str] = {}
         self._bytes = 0
         self._version = 0
+        #: Threads in wait(): a change wakes them, and costs nothing when there are none.
+        self._waiting = 0
         self._closed = False
         # ngrok's ids: 16 hex digits, in arrival order within one run.
         self._prefix = secrets.token_hex(4)
@@ -231,7 +233,11 @@ class Store:
         """Wait until the version passes ``since`` (or ``timeout``, or close); return it."""
         with self._changed:
             if self._version == since and not self._closed:
-                self._changed.wait(timeout)
+                self._waiting += 1
+                try:
+                    self._changed.wait(timeout)
+                finally:
+                    self._waiting -= 1
             return self._version
 
     def clear(self) -> None:
@@ -279,6 +285,8 @@ class Store:
 
     def _make_room(self) -> None:
         """Drop the oldest entries, whole, until the bounds hold (one entry always stays)."""
+        if len(self._entries) <= self.max_entries and self._bytes <= self.max_bytes:
+            return
         while len(self._entries) > 1 and (
             len(self._entries) > self.max_entries or self._bytes > self.max_bytes
         ):
@@ -291,9 +299,10 @@ class Store:
 
     def _bump(self) -> None:
         self._version += 1
-        self._changed.notify_all()
+        if self._waiting:
+            self._changed.notify_all()
 
 
 def _headers_size(headers: Headers) -> int:
     """Bytes of a header block as it goes on the wire (``name: value\\r\\n``)."""
-    return sum(len(name) + len(value) + 4 for name, value in headers)
+    return sum(map(len, itertools.chain.from_iterable(headers))) + 4 * len(headers)
