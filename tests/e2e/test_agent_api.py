@@ -448,3 +448,39 @@ def test_websocket_messages_are_listed(
         ]
     finally:
         client.stop()
+
+
+def test_a_replay_gets_the_host_header_choice_of_the_tunnel(
+    inspected: Inspected, database: Database, dev_token: Token, home: Path, uid: str
+) -> None:
+    """With --host-header rewrite, the replay shows the local server the local address too."""
+    launcher = Launcher(database, Layer("memory", {}), home)
+    try:
+        client = launcher.client(
+            inspected.server,
+            dev_token,
+            inspected.local.port,
+            name="rewrite",
+            args=["--host-header", "rewrite"],
+        )
+        _, _, subdomain = client.wait_active()
+        api = urlsplit(client.inspector_url()).port
+        assert api is not None
+        path = f"/{uid}/rewritten"
+        rawclient.request(inspected.server.port, "GET", path, f"{subdomain}.localhost")
+        client.wait_event("exchange", REPORT_TIMEOUT, where={"path": path})
+        listed = json.loads(
+            rawclient.request(api, "GET", "/api/requests/http", f"127.0.0.1:{api}").body
+        )
+        (captured,) = [r for r in listed["requests"] if r["request"]["uri"] == path]
+        replay = json.dumps({"id": captured["id"]}).encode()
+        response = rawclient.request(
+            api, "POST", "/api/requests/http", f"127.0.0.1:{api}", [], replay
+        )
+        assert response.status == 204
+        received = inspected.local.wait_count(lambda r: r.path == path, 2)
+        local = f"127.0.0.1:{inspected.local.port}"
+        assert [r.values("Host") for r in received] == [[local], [local]]
+        assert received[1].values("X-Forwarded-Host") == [f"{subdomain}.localhost"]
+    finally:
+        launcher.close()
