@@ -3,6 +3,7 @@
     python -m bench.probe get --layer memory --connections 50
     python -m bench.probe transfer --layer redis --direction down --mb 200
     python -m bench.probe queued --uploads 150 --mb 2
+    python -m bench.probe get --connections 50 --client-args=--no-inspect
 
 ``queued`` sends that many uploads at once to a local server that accepts and
 never reads (issue 8, defect 6), until no socket takes another byte, and reports
@@ -17,6 +18,7 @@ the CPU cores each process kept busy, and stops everything. The full bench
 from __future__ import annotations
 
 import argparse
+import shlex
 import socket
 import sys
 import tempfile
@@ -41,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mb", type=float, default=200.0, help="for transfer (200), queued")
     parser.add_argument("--uploads", type=int, default=150, help="for queued (150)")
     parser.add_argument("--redis-url", default=REDIS_URL)
+    parser.add_argument(
+        "--client-args",
+        default="",
+        help="more flags for the client, as one shell-quoted string (e.g. --no-inspect)",
+    )
     return parser
 
 
@@ -77,7 +84,7 @@ def measure(stack: Stack, keys: KeyPrefix | None, args: argparse.Namespace) -> s
     if keys is not None:  # the request enters a process other than the tunnel's
         entry = stack.server("server-b", keys.env)
     stack.wait_ready(upstream, server_a, entry)
-    tunnel = stack.tunnel("client", server_a, upstream.port, entry)
+    tunnel = stack.tunnel("client", server_a, upstream.port, entry, shlex.split(args.client_args))
     clients.get(entry.port, tunnel.host, "/")
     involved: dict[str, Process] = {
         "server-a": server_a,
@@ -115,7 +122,9 @@ def measure_queued(stack: Stack, keys: KeyPrefix | None, args: argparse.Namespac
         server_a = stack.server("server-a", keys.env if keys else None)
         entry = stack.server("server-b", keys.env) if keys else server_a
         stack.wait_ready(server_a, entry)
-        tunnel = stack.tunnel("client", server_a, deaf.getsockname()[1], entry)
+        tunnel = stack.tunnel(
+            "client", server_a, deaf.getsockname()[1], entry, shlex.split(args.client_args)
+        )
         involved = {"server-a": server_a, "client": tunnel.client}
         if entry is not server_a:
             involved["server-b"] = entry

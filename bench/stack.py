@@ -7,6 +7,7 @@ writes its output to ``<logdir>/<name>.log`` (``harness.Process``).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -110,7 +111,10 @@ class Stack:
         for server in servers:
             server.wait_ready(SERVER_START_TIMEOUT)
 
-    def start_client(self, name: str, server: Server, local_port: int) -> Client:
+    def start_client(
+        self, name: str, server: Server, local_port: int, args: Sequence[str] = ()
+    ) -> Client:
+        """Start ``python -m client``; ``args`` are more flags (``--no-inspect``)."""
         client = Client(
             server_url=server.ws_url,
             local_port=local_port,
@@ -119,12 +123,15 @@ class Stack:
             name=name,
             merge=True,
             logdir=self.logdir,
+            args=args,
         )
         return self.own(client)
 
-    def tunnel(self, name: str, server: Server, local_port: int, entry: Server) -> Tunnel:
+    def tunnel(
+        self, name: str, server: Server, local_port: int, entry: Server, args: Sequence[str] = ()
+    ) -> Tunnel:
         """Start a client on ``server`` and wait until it is active."""
-        client = self.start_client(name, server, local_port)
+        client = self.start_client(name, server, local_port, args)
         _, active = client.wait_event("tunnel_active", CLIENT_START_TIMEOUT)
         return Tunnel(client, active["subdomain"], entry.port)
 

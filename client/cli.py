@@ -11,14 +11,23 @@ import logging
 import os
 import sys
 
-from .config import DEFAULT_CONCURRENCY, ConfigError, environment, resolve
+from .config import DEFAULT_CONCURRENCY, Config, ConfigError, environment, resolve
 from .console import ConsoleLog, JsonLog
 from .errors import AuthFailed, NameRefused, TunnelError, WrongServer
 from .events import Events
+from .inspector.app import Inspector
+from .inspector.server import InspectorUnavailable
+from .inspector.settings import (
+    DEFAULT_ENTRIES,
+    DEFAULT_MEGABYTES,
+    DEFAULT_PORT,
+    inspector_settings,
+)
 from .keeper import TunnelKeeper
+from .local import LocalAddress
 
 #: What ``--log-format`` picks: the observer that writes stdout.
-LOG_FORMATS = {"text": ConsoleLog, "json": JsonLog}
+LOG_FORMATS: dict[str, type[ConsoleLog | JsonLog]] = {"text": ConsoleLog, "json": JsonLog}
 
 
 #: The command of ``luminet http PORT``: the one kind of tunnel there is.
@@ -74,6 +83,27 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="stdout: lines for people (text, the default) or one JSON object per line (json)",
     )
     parser.add_argument("--verbose", action="store_true", help="log protocol details")
+    inspect = parser.add_argument_group("inspector and agent API (http://127.0.0.1:4040)")
+    inspect.add_argument(
+        "--inspect-port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"first port tried on 127.0.0.1, then the next ones (default: {DEFAULT_PORT}; "
+        "0: any free port)",
+    )
+    inspect.add_argument("--no-inspect", action="store_true", help="no inspector, no agent API")
+    inspect.add_argument(
+        "--inspect-entries",
+        type=int,
+        default=DEFAULT_ENTRIES,
+        help=f"exchanges and WebSockets kept (default: {DEFAULT_ENTRIES})",
+    )
+    inspect.add_argument(
+        "--inspect-mb",
+        type=float,
+        default=DEFAULT_MEGABYTES,
+        help=f"MiB of headers, bodies and messages kept (default: {DEFAULT_MEGABYTES})",
+    )
     return parser
 
 
@@ -111,6 +141,29 @@ def parse_command_line(
     return args
 
 
+def observed(args: argparse.Namespace, config: Config) -> tuple[Events, Inspector | None]:
+    """The tunnel's observers: the log, and the inspector unless ``--no-inspect``, started."""
+    log = LOG_FORMATS[args.log_format](sys.stdout)
+    settings = inspector_settings(
+        enabled=not args.no_inspect,
+        port=args.inspect_port,
+        max_entries=args.inspect_entries,
+        megabytes=args.inspect_mb,
+    )
+    if not settings.enabled:
+        return Events([log]), None
+    local = LocalAddress(config.local_host, config.local_port, config.host_header)
+    inspector = Inspector(settings, local)
+    # The inspector first: once the log has a line, the inspector has what it says.
+    events = Events([inspector.capture, log])
+    try:
+        log.inspector(inspector.start(events))
+    except InspectorUnavailable as exc:
+        log.inspector(None, str(exc))
+        return Events([log]), None  # nothing to tap for
+    return events, inspector
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_command_line(argv)
     logging.basicConfig(
@@ -130,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             subdomain=args.subdomain,
             host_header=args.host_header,
         )
-        TunnelKeeper(config, Events([LOG_FORMATS[args.log_format](sys.stdout)])).run()
+        events, inspector = observed(args, config)
+        try:
+            TunnelKeeper(config, events).run()
+        finally:
+            if inspector is not None:
+                inspector.close()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

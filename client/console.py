@@ -135,6 +135,10 @@ class ConsoleLog(_Printer):
     def websocket_failed(self, record: SocketRecord, reason: str) -> None:
         self._line(f"{'WS':<7} {record.path}  {self._paint(_RED, reason)}")
 
+    def inspector(self, url: str | None, problem: str = "") -> None:
+        """Where the inspector listens, or why it does not (the CLI says it once, at start)."""
+        self._line(f"Inspector: {url}" if url else f"Inspector: off ({problem})")
+
     def _paint(self, colour: str, text: str) -> str:
         return f"{colour}{text}{_RESET}" if self._colour else text
 
@@ -222,6 +226,10 @@ class JsonLog(_Printer):
         line["messages_in"] = record.messages_in
         line["messages_out"] = record.messages_out
         self._line(_ENCODER.encode(line))
+
+    def inspector(self, url: str | None, problem: str = "") -> None:
+        """``{"event":"inspector","url":...}``; the url is null, with a reason, if it is off."""
+        self._event("inspector", url=url, **({"reason": problem} if problem else {}))
 
     def _event(self, event: str, **fields: Any) -> None:
         self._line(_ENCODER.encode({"event": event, **fields}))

@@ -49,12 +49,14 @@ class Client(Process):
         """Start a client; the token goes in ``TUNNEL_TOKEN``, or ``--token`` with ``token_flag``.
 
         ``home`` is its HOME, so that no ``~/.tunnel/config`` of the machine reaches it;
-        ``args`` are more flags (``--subdomain``). ``command`` replaces
+        ``args`` are more flags (``--subdomain``, ``--no-inspect``). Its inspector takes any
+        free port, never the developer's 4040; ``inspector_url()`` says which. ``command`` replaces
         ``python -m client --port PORT`` (e.g. ``python luminet.pyz http PORT``), run in
         ``cwd``.
         """
         argv = list(command or [PYTHON, "-m", "client", "--port", str(local_port)])
-        argv += ["--host", "127.0.0.1", "--server", server_url, "--log-format", log_format, *args]
+        argv += ["--host", "127.0.0.1", "--inspect-port", "0"]
+        argv += ["--server", server_url, "--log-format", log_format, *args]
         env = clean_environ({"HOME": str(home)})
         if token_flag:
             argv += ["--token", token]
@@ -73,6 +75,13 @@ class Client(Process):
             return index, match[1], match[2]
         index, active = self.wait_event("tunnel_active", timeout, start)
         return index, active["url"], active["subdomain"]
+
+    def inspector_url(self, timeout: float = CLIENT_START_TIMEOUT) -> str:
+        """Where the client's inspector and agent API listen (``http://127.0.0.1:<port>``)."""
+        _, event = self.wait_event("inspector", timeout)
+        if event["url"] is None:
+            raise HarnessError(f"{self.name} has no inspector: {event.get('reason')}")
+        return str(event["url"])
 
     def wait_down(self, start: int = 0, timeout: float = CLIENT_START_TIMEOUT) -> int:
         """Wait for the client to say its tunnel is down; return the line's index."""

@@ -52,7 +52,8 @@ def test_the_wheel_holds_the_client_package_only(wheel):
     assert packages == {"client"}
     expected = {
         f"client/{p.relative_to(ROOT / 'client').as_posix()}"
-        for p in (ROOT / "client").rglob("*.py")
+        for pattern in ("*.py", "*.html", "*.js", "*.css")  # the inspector's page too
+        for p in (ROOT / "client").rglob(pattern)
     }
     assert expected <= set(names)
 

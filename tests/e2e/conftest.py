@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
@@ -30,14 +30,30 @@ from harness import (
     serve_argv,
 )
 
+from .inspected import Inspected
 from .localserver import LocalServer
 from .wslocal import WsLocalServer
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
     from .rawtunnel import RawTunnel
 
 #: Our own database number on the shared Redis server; keys also carry a per-run prefix.
 REDIS_URL = "redis://127.0.0.1:6379/9"
+#: Debian's Chromium (``apt-get install chromium``): Playwright never downloads a browser.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Everything here is on loopback: never ask a proxy from the environment.
+    "--no-proxy-server",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,7 +68,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.failed and report.when == "call":
         funcargs = getattr(item, "funcargs", {})
-        for name in ("tunnel", "launcher", "redis_launcher", "ws_tunnel"):
+        for name in ("tunnel", "launcher", "redis_launcher", "ws_tunnel", "inspected"):
             if (processes := funcargs.get(name)) is not None:
                 report.sections.append((f"{name} processes", processes.describe()))
     return report
@@ -295,6 +311,49 @@ def ws_tunnel(
         yield WsTunnel(tunnel.server, client, ws_local, url, subdomain)
     finally:
         launcher.close()
+
+
+@pytest.fixture(scope="session")
+def inspected(database: Database, dev_token: Token, home: Path) -> Iterator[Inspected]:
+    """A client with its inspector on, forwarding to a local server of its own.
+
+    The inspector is client-side, so one layer (memory) is enough for it.
+    """
+    local = LocalServer()
+    launcher = Launcher(database, Layer("memory", {}), home)
+    try:
+        server = launcher.server(name="inspect-server")
+        client = launcher.client(server, dev_token, local.port, name="inspect-client")
+        _, url, subdomain = client.wait_active()
+        yield Inspected(server, client, local, url, subdomain, client.inspector_url())
+    finally:
+        launcher.close()
+        local.stop()
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the browser tests are required)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Headless system Chromium, closed after the test."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright is not installed: pip install -r requirements-dev.txt")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture

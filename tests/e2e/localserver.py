@@ -254,6 +254,22 @@ class LocalServer:
                     )
                 self._lock.wait(remaining)
 
+    def wait_count(
+        self, predicate: Callable[[Recorded], bool], count: int, timeout: float = 10.0
+    ) -> list[Recorded]:
+        """Wait until ``count`` recorded requests match ``predicate``; return them all."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(found := [r for r in self._requests if predicate(r)]) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"{len(found)} matching requests reached the local server in "
+                        f"{timeout} s, not {count}"
+                    )
+                self._lock.wait(remaining)
+            return found
+
     def only(self, path: str, timeout: float = 10.0) -> Recorded:
         """The one request for ``path`` (target without query); fail if there were more."""
         first = self.wait_for(lambda r: r.path == path, timeout)

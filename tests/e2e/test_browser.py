@@ -7,10 +7,7 @@ driven by Playwright; ``playwright install`` is never needed. Chromium resolves
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,18 +19,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(60)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Everything here is on loopback: never ask a proxy from the environment.
-    "--no-proxy-server",
-]
 #: Milliseconds Playwright waits for the page and for each text to appear.
 WAIT_MS = 15_000
 
@@ -55,31 +40,6 @@ PAGE = """<!doctype html>
   };
 </script>
 """
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: the browser test is required)")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Headless system Chromium, closed after the test."""
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright is not installed: pip install -r requirements-dev.txt")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_page_through_tunnel_opens_websocket_back(
