@@ -10,16 +10,21 @@ from pathlib import Path
 from .errors import HarnessError
 
 
-def status_kb(pid: int, field: str) -> int:
-    """A size field of ``/proc/<pid>/status`` (VmRSS, VmHWM, ...) in kB."""
+def _status_number(pid: int, field: str, unit: str = "") -> int:
+    """The number of a field of ``/proc/<pid>/status``, written with ``unit`` after it."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError as exc:
         raise HarnessError(f"cannot read /proc/{pid}/status: {exc}") from exc
-    match = re.search(rf"^{field}:\s+(\d+) kB$", status, re.MULTILINE)
+    match = re.search(rf"^{field}:\s+(\d+){unit}$", status, re.MULTILINE)
     if not match:
         raise HarnessError(f"no {field} for process {pid}")
     return int(match[1])
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A size field of ``/proc/<pid>/status`` (VmRSS, VmHWM, ...) in kB."""
+    return _status_number(pid, field, " kB")
 
 
 def rss(pid: int) -> int:
@@ -53,14 +58,7 @@ def cpu_seconds(pid: int) -> float:
 
 def threads(pid: int) -> int:
     """Threads of the process (the ``Threads`` field of ``/proc/<pid>/status``)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError as exc:
-        raise HarnessError(f"cannot read /proc/{pid}/status: {exc}") from exc
-    match = re.search(r"^Threads:\s+(\d+)$", status, re.MULTILINE)
-    if not match:
-        raise HarnessError(f"no Threads for process {pid}")
-    return int(match[1])
+    return _status_number(pid, "Threads")
 
 
 def open_fds(pid: int) -> int:
