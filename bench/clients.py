@@ -1,7 +1,8 @@
 """The bench's own HTTP/1.1 clients on raw sockets: transfers, slow readers, concurrent waits.
 
 Each reads or writes in 64 KiB blocks, counts the bytes and checks them against
-what was promised, so a short body is an error, never a fast result.
+what was promised, so a short body is an error, never a fast result. Given a CA
+(``ca``), they speak HTTPS (through Caddy), checking the certificate against it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 #: Bytes per socket read or write.
 BLOCK = 64 * 1024
@@ -40,16 +43,30 @@ class Head:
 
 
 class Connection:
-    """One TCP connection to 127.0.0.1:``port``, with a read buffer."""
+    """One TCP connection to 127.0.0.1:``port``, with a read buffer; TLS for ``host``
+    (its name without the port) checked against ``ca``, when given."""
 
-    def __init__(self, port: int, *, rcvbuf: int | None = None, timeout: float = SOCKET_TIMEOUT):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def __init__(
+        self,
+        port: int,
+        *,
+        rcvbuf: int | None = None,
+        timeout: float = SOCKET_TIMEOUT,
+        ca: Path | None = None,
+        host: str = "",
+    ):
+        self.sock: socket.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             if rcvbuf is not None:
                 # Before connect, so the TCP window is small from the first segment.
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self.sock.settimeout(timeout)
             self.sock.connect(("127.0.0.1", port))
+            if ca is not None:
+                context = ssl.create_default_context(cafile=str(ca))
+                context.set_alpn_protocols(["http/1.1"])
+                server_name = host.rpartition(":")[0] if ":" in host else host
+                self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
         except BaseException:
             self.sock.close()
             raise
@@ -165,9 +182,11 @@ def _walk_body(conn: Connection, head: Head, consume: Callable[[int], None]) -> 
             raise HTTPError("chunk not followed by CRLF")
 
 
-def get(port: int, host: str, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
+def get(
+    port: int, host: str, path: str = "/", timeout: float = 10.0, ca: Path | None = None
+) -> tuple[int, bytes]:
     """One GET on a fresh connection; return its status and (small) body."""
-    with Connection(port, timeout=timeout) as conn:
+    with Connection(port, timeout=timeout, ca=ca, host=host) as conn:
         conn.send_head("GET", path, host, "Connection: close\r\n")
         head = conn.read_head()
         return head.status, conn.read_text(head)
@@ -183,9 +202,9 @@ class Transfer:
         return self.bytes / self.seconds / 1e6
 
 
-def download(port: int, host: str, size: int) -> Transfer:
+def download(port: int, host: str, size: int, ca: Path | None = None) -> Transfer:
     """GET ``/bytes/<size>`` and read it all; check the status and the byte count."""
-    with Connection(port) as conn:
+    with Connection(port, ca=ca, host=host) as conn:
         started = time.perf_counter()
         conn.send_head("GET", f"/bytes/{size}", host)
         head = conn.read_head()
@@ -198,10 +217,10 @@ def download(port: int, host: str, size: int) -> Transfer:
     return Transfer(got, seconds)
 
 
-def upload(port: int, host: str, size: int) -> Transfer:
+def upload(port: int, host: str, size: int, ca: Path | None = None) -> Transfer:
     """POST ``size`` bytes to ``/upload``; check the upstream counted every one."""
     block = memoryview(b"u" * BLOCK)
-    with Connection(port) as conn:
+    with Connection(port, ca=ca, host=host) as conn:
         started = time.perf_counter()
         conn.send_head("POST", "/upload", host, f"Content-Length: {size}\r\n")
         left = size
@@ -327,13 +346,13 @@ class Latencies:
     max_ms: float
 
 
-def sequential_gets(port: int, host: str, seconds: float) -> Latencies:
+def sequential_gets(port: int, host: str, seconds: float, ca: Path | None = None) -> Latencies:
     """GET ``/`` one after another on one keep-alive connection; time each answer.
 
     A cross-check of wrk's one-connection latency, measured by the bench itself.
     """
     latencies: list[float] = []
-    with Connection(port) as conn:
+    with Connection(port, ca=ca, host=host) as conn:
         end = time.perf_counter() + seconds
         while (started := time.perf_counter()) < end:
             conn.send_head("GET", "/", host)

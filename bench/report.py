@@ -1,7 +1,7 @@
-"""Turn a run's figures into ratios, target verdicts and the printed table.
+"""Turn a run's figures into ratios, target verdicts and the printed tables.
 
 Units: MB = 10**6 bytes and KB = 10**3 bytes throughout, so each bound from
-issue 4 is checked at its strictest reading.
+issues 4 and 12 is checked at its strictest reading.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 import statistics
 from typing import Any
 
-TARGETS = "issue 4"
+TARGETS = "issues 4 and 12"
 COLUMNS = ("direct", "tunnel_memory", "tunnel_redis", "daphne_hello")
 HEADINGS = ("direct", "tunnel mem", "tunnel redis", "bare daphne")
 TUNNELS = ("tunnel_memory", "tunnel_redis")
@@ -23,6 +23,12 @@ SLOW_WALL_FACTOR = 1.2
 KB_PER_IDLE_TUNNEL = 64.0
 URL_SECONDS = 1.0
 PEAK_RSS_MB = 150.0
+
+#: Behind Caddy (issue 12): the columns, and the bound on two processes on Redis ÷
+#: one in memory for small requests (transfers on Redis: TRANSFER_MB_S).
+CADDY_COLUMNS = ("caddy_memory", "caddy_redis")
+CADDY_HEADINGS = ("Caddy, 1 process in memory", "Caddy, 2 processes on Redis")
+CADDY_RPS_VS_MEMORY = 0.8
 
 
 def get(data: Any, *path: str) -> Any:
@@ -102,6 +108,30 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             _verdict(
                 f"{way} through the tunnel on Redis",
                 get(results, "transfer", way, "tunnel_redis", "mb_s"),
+                TRANSFER_MB_S,
+                ">=",
+                unit="MB/s",
+            )
+        )
+    caddy = results.get("caddy", {})
+    for conns in ("1", "50"):
+        found.append(
+            _verdict(
+                f"behind Caddy, GET req/s at {conns} conn(s), 2 processes on Redis ÷ 1 in memory",
+                _ratio(
+                    get(caddy, "caddy_redis", conns, "rps"),
+                    get(caddy, "caddy_memory", conns, "rps"),
+                ),
+                CADDY_RPS_VS_MEMORY,
+                ">=",
+                unit="x",
+            )
+        )
+    for way in ("download", "upload"):
+        found.append(
+            _verdict(
+                f"behind Caddy, {way} on Redis (2 processes)",
+                get(caddy, "caddy_redis", way, "mb_s"),
                 TRANSFER_MB_S,
                 ">=",
                 unit="MB/s",
@@ -299,6 +329,7 @@ def table(results: dict[str, Any]) -> str:
                 )
         if parts:
             lines.append(f"    {layer}: " + "; ".join(parts))
+    lines += _caddy_table(results.get("caddy", {}))
     lines.append("")
     lines.append("Ratios")
     rat = results.get("ratios", {})
@@ -325,6 +356,68 @@ def table(results: dict[str, Any]) -> str:
             f"{target['unit']} (target {target['comparison']} {target['limit']:g})"
         )
     return "\n".join(lines)
+
+
+def _caddy_table(caddy: dict[str, Any]) -> list[str]:
+    """The rows behind Caddy (issue 12), under the main table."""
+    lines = ["", "Behind Caddy (https, tls internal; the client keeps 2 connections)"]
+    if "skipped" in caddy:
+        return [*lines, f"  skipped: {caddy['skipped']}"]
+    rows: list[tuple[str, ...]] = [("figure", *CADDY_HEADINGS)]
+    for conns in ("1", "50"):
+        rows.append(
+            (f"GET req/s, {conns} conn", *(_cell(caddy, c, conns, "rps") for c in CADDY_COLUMNS))
+        )
+        for pct in ("p50", "p99"):
+            rows.append(
+                (
+                    f"GET {pct} ms, {conns} conn",
+                    *(_cell(caddy, c, conns, f"{pct}_ms", digits=2) for c in CADDY_COLUMNS),
+                )
+            )
+    for pct in ("p50", "p99"):
+        rows.append(
+            (
+                f"GET {pct} ms, 1 conn, bench's own client",
+                *(_cell(caddy, c, "1_sequential", f"{pct}_ms", digits=2) for c in CADDY_COLUMNS),
+            )
+        )
+    size_mb = caddy.get("size_bytes", 0) / 1e6
+    for way in ("download", "upload"):
+        rows.append(
+            (
+                f"{way} MB/s, {size_mb:g} MB",
+                *(_cell(caddy, c, way, "mb_s", digits=1) for c in CADDY_COLUMNS),
+            )
+        )
+    rows.append(
+        (
+            "GETs delivered in the process they entered",
+            *(_local_share(get(caddy, c, "deliveries")) for c in CADDY_COLUMNS),
+        )
+    )
+    lines += _columns(rows)
+    lines.append("  CPU cores kept busy:")
+    for column in CADDY_COLUMNS:
+        parts = []
+        for label, key in (("GET 50 conns", "50"), ("download", "download"), ("upload", "upload")):
+            cores = get(caddy, column, key, "cpu_cores")
+            if isinstance(cores, dict):
+                parts.append(
+                    f"{label}: " + ", ".join(f"{role} {value:.2f}" for role, value in cores.items())
+                )
+        if parts:
+            lines.append(f"    {column}: " + "; ".join(parts))
+    return lines
+
+
+def _local_share(deliveries: Any) -> str:
+    if not isinstance(deliveries, dict):
+        return "-"
+    total = deliveries.get("local", 0) + deliveries.get("layer", 0)
+    if not total:
+        return "-"
+    return f"{deliveries.get('local', 0) / total:.0%} of {total:,.0f}"
 
 
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:

@@ -1,9 +1,9 @@
 """``python -m bench``: Luminet against direct access and bare daphne, every figure from one run.
 
 Starts everything on loopback (upstream, bare daphne, our servers and clients;
-Redis from ``REDIS_URL``), measures the six sections of issue 4, prints one
-table and writes the same figures as JSON. ``docs/performance.md`` explains
-each figure.
+Redis from ``REDIS_URL``), measures the six sections of issue 4 and the
+deployment behind Caddy of issue 12 (``bench/caddy.py``), prints the tables and
+writes the same figures as JSON. ``docs/performance.md`` explains each figure.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ import websocket
 
 from client import protocol
 from harness import ROOT, HarnessError, KeyPrefix, Process, Server
+from harness.stack import Stack as CaddyStack
 
-from . import clients, report, wrk
+from . import caddy, clients, report, wrk
 from .idle import IdleTunnels
 from .report import get as _get
 from .stack import CLIENT_START_TIMEOUT, BenchError, Stack, Tunnel
@@ -78,6 +80,8 @@ class Settings:
     reader_rcvbuf: int
     #: Seconds to let a server settle before reading its RSS.
     settle: float
+    #: Bytes of each download and upload behind Caddy (issue 12 says 200 MB).
+    caddy_transfer_bytes: int
 
 
 FULL = Settings(
@@ -93,6 +97,7 @@ FULL = Settings(
     reader_cap=15.0,
     reader_rcvbuf=32 * 1024,
     settle=1.0,
+    caddy_transfer_bytes=200_000_000,
 )
 SMOKE = dataclasses.replace(
     FULL,
@@ -104,6 +109,7 @@ SMOKE = dataclasses.replace(
     startup_runs=1,
     reader_cap=1.0,
     settle=0.2,
+    caddy_transfer_bytes=5_000_000,
 )
 
 
@@ -122,11 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: next to the JSON, e.g. bench/results/latest-logs/)",
     )
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 5)")
-    parser.add_argument("--transfer-mb", type=float, help="MB per download and upload (100)")
+    parser.add_argument(
+        "--transfer-mb",
+        type=float,
+        help="MB per download and upload (100; 200 behind Caddy): both, if given",
+    )
     parser.add_argument("--idle-tunnels", type=int, help="idle tunnels opened (200)")
     parser.add_argument("--reader-cap", type=float, help="seconds of slow reading at most (15)")
     parser.add_argument(
         "--no-redis", action="store_true", help="skip the Redis figures (else Redis is required)"
+    )
+    parser.add_argument(
+        "--no-caddy", action="store_true", help="skip the rows behind Caddy (issue 12)"
     )
     return parser
 
@@ -138,6 +151,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         overrides["duration"] = args.duration
     if args.transfer_mb is not None:
         overrides["transfer_bytes"] = int(args.transfer_mb * 1e6)
+        overrides["caddy_transfer_bytes"] = int(args.transfer_mb * 1e6)
     if args.idle_tunnels is not None:
         overrides["idle_tunnels"] = args.idle_tunnels
     if args.reader_cap is not None:
@@ -174,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     if logdir.exists():
         shutil.rmtree(logdir)
     logdir.mkdir(parents=True)
-    run = Run(settings, smoke=args.smoke, redis_skip=redis_skip)
+    run = Run(
+        settings,
+        smoke=args.smoke,
+        redis_skip=redis_skip,
+        caddy_skip="--no-caddy" if args.no_caddy else caddy.available(),
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="luminet-bench-") as work:
             stack = Stack(Path(work), logdir)
@@ -210,9 +229,17 @@ def main(argv: list[str] | None = None) -> int:
 class Run:
     """One bench run: the figures, the notes and the errors met on the way."""
 
-    def __init__(self, settings: Settings, *, smoke: bool, redis_skip: str | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        smoke: bool,
+        redis_skip: str | None,
+        caddy_skip: str | None = None,
+    ) -> None:
         self.settings = settings
         self.redis_skip = redis_skip
+        self.caddy_skip = caddy_skip
         self.errors: list[str] = []
         self.started = time.monotonic()
         self.results: dict[str, Any] = {
@@ -225,6 +252,7 @@ class Run:
                 "wrk": _wrk_version(),
                 "commit": _commit(),
                 "redis": redis_skip or "used",
+                "caddy": caddy_skip or "used",
                 "settings": dataclasses.asdict(settings),
             },
             "notes": [],
@@ -243,8 +271,29 @@ class Run:
             self.errors.append(f"{what}: {message}")
 
     def execute(self, stack: Stack, redis_keys: KeyPrefix | None) -> None:
-        s = self.settings
+        self.caddy_stacks: dict[str, CaddyStack] = {}
+        try:
+            self._execute(stack, redis_keys)
+        finally:
+            for caddy_stack in self.caddy_stacks.values():
+                caddy_stack.stop()
+
+    def _execute(self, stack: Stack, redis_keys: KeyPrefix | None) -> None:
         stack.prepare_database()
+        redis_url = redis_keys.url if redis_keys is not None else None
+        # The stacks behind Caddy start meanwhile (most of it is waiting on processes);
+        # they are idle until section 7, and started before anything is measured.
+        with ThreadPoolExecutor(2) as pool:
+            preparing = self.prepare_caddy(pool, stack, redis_url)
+            self._start_and_measure(stack, redis_keys, preparing)
+
+    def _start_and_measure(
+        self,
+        stack: Stack,
+        redis_keys: KeyPrefix | None,
+        preparing: dict[str, Future[caddy.Prepared]],
+    ) -> None:
+        s = self.settings
         # Every server starts at once; the idle-memory ones stay idle until section 4.
         upstream = stack.upstream()
         hello = stack.bare_daphne()
@@ -272,6 +321,7 @@ class Run:
             if (status, body) != (200, b"hello"):
                 raise BenchError(f"{name} answered {status} {body[:200]!r} instead of hello")
 
+        prepared = self.caddy_prepared(preparing)
         idle: dict[str, Any] = {"tunnels": s.idle_tunnels, "client": {}}
         time.sleep(s.settle)
         for name, tunnel in tunnels.items():
@@ -311,6 +361,7 @@ class Run:
         if redis_a is not None and redis_b is not None:
             processes["tunnel_redis"] = {"server-a (tunnel)": redis_a, "server-b (entry)": redis_b}
         self.results["slow_reader"] = self.slow_reader(tunnels, processes)
+        self.results["caddy"] = self.behind_caddy(prepared, upstream)
 
     def _layers(self, section: dict[str, Any], tunnels: dict[str, Tunnel]) -> list[str]:
         """The tunnel layers to measure; marks Redis as skipped in ``section`` when absent."""
@@ -479,6 +530,138 @@ class Run:
                     f"{STREAM_END_TIMEOUT:g} s after the reader closed its connection"
                 )
         return section
+
+    # 7. behind Caddy (issue 12)
+
+    def prepare_caddy(
+        self, pool: ThreadPoolExecutor, stack: Stack, redis_url: str | None
+    ) -> dict[str, Future[caddy.Prepared]]:
+        """Start the stacks behind Caddy in ``pool``: one process in memory, and two on
+        Redis if there is Redis."""
+        if self.caddy_skip is not None:
+            return {}
+        for name in caddy.VARIANTS:
+            if name == "caddy_memory" or redis_url is not None:
+                self.caddy_stacks[name] = caddy.stack_for(stack, name, redis_url)
+        return {
+            name: pool.submit(caddy.prepare, stack, name, caddy_stack)
+            for name, caddy_stack in self.caddy_stacks.items()
+        }
+
+    def caddy_prepared(self, preparing: dict[str, Future[caddy.Prepared]]) -> dict[str, Any]:
+        """Wait for the stacks behind Caddy; a stack that failed to start is its error."""
+        ready: dict[str, Any] = {}
+        for name, future in preparing.items():
+            try:
+                ready[name] = future.result()
+            except MEASURE_ERRORS as exc:
+                message = f"{type(exc).__name__}: {exc}".strip()
+                ready[name] = {"error": message}
+                self.errors.append(f"behind Caddy, {name}: {message}")
+        return ready
+
+    def behind_caddy(self, prepared: dict[str, Any], upstream: Server) -> dict[str, Any]:
+        """Small GETs and transfers through Caddy: two processes on Redis against one in
+        memory."""
+        s = self.settings
+        if self.caddy_skip is not None:
+            self.note(f"behind Caddy skipped: {self.caddy_skip}")
+            return {"skipped": self.caddy_skip}
+        section: dict[str, Any] = {
+            "duration_s": s.duration,
+            "size_bytes": s.caddy_transfer_bytes,
+            "tool": "wrk -t1 --latency over https",
+        }
+        if "caddy_redis" not in prepared:
+            section["caddy_redis"] = {"skipped": self.redis_skip or "no Redis"}
+        deployments: dict[str, caddy.Deployment] = {}
+        for name, ready in prepared.items():
+            if isinstance(ready, dict):
+                section[name] = ready
+                continue
+            try:
+                deployments[name] = caddy.connect(ready, upstream.port)
+            except MEASURE_ERRORS as exc:
+                message = f"{type(exc).__name__}: {exc}".strip()
+                section[name] = {"error": message}
+                self.errors.append(f"behind Caddy, {name}: {message}")
+        for name, deployment in deployments.items():
+            section[name] = self._caddy_get(deployment, upstream)
+        for name, deployment in deployments.items():
+            self._caddy_transfer(section[name], deployment, upstream)
+        return section
+
+    def _caddy_get(self, deployment: caddy.Deployment, upstream: Server) -> dict[str, Any]:
+        s = self.settings
+        name = deployment.name
+        involved = {**deployment.processes, "upstream": upstream}
+        entry: dict[str, Any] = {"processes": len(deployment.stack.servers)}
+        check = clients.get(deployment.port, deployment.host, ca=deployment.ca)
+        if check != (200, b"hello"):
+            entry["error"] = f"answered {check[0]} {check[1][:200]!r} instead of hello"
+            self.errors.append(f"behind Caddy, {name}: {entry['error']}")
+            return entry
+        before = deployment.counters("luminet_deliveries_total", "path")
+        if s.warmup:
+            self.measure(
+                entry,
+                "warmup",
+                f"behind Caddy, GET warm-up, {name}",
+                lambda: caddy.small_get(deployment, 50, s.warmup).as_dict(),
+            )
+        self.measure(
+            entry,
+            "1_sequential",
+            f"behind Caddy, GET, {name}, sequential client",
+            lambda: dataclasses.asdict(
+                clients.sequential_gets(
+                    deployment.port,
+                    deployment.host,
+                    min(s.duration, SEQUENTIAL_SECONDS),
+                    ca=deployment.ca,
+                )
+            ),
+        )
+        for conns in (1, 50):
+            self.measure(
+                entry,
+                str(conns),
+                f"behind Caddy, GET, {name}, {conns} conns",
+                lambda c=conns: with_cpu(
+                    involved, lambda: caddy.small_get(deployment, c, s.duration).as_dict()
+                ),
+            )
+            got = entry[str(conns)]
+            if got.get("non_2xx") or got.get("socket_errors"):
+                self.note(
+                    f"behind Caddy, GET, {name}, {conns} conns: {got['non_2xx']} non-2xx "
+                    f"answers, {got['socket_errors']} socket errors in {got['requests']} requests"
+                )
+        # How the requests reached the tunnel: inside the process they entered (local),
+        # or through the channel layer to another one.
+        after = deployment.counters("luminet_deliveries_total", "path")
+        entry["deliveries"] = {
+            path: after.get(path, 0.0) - before.get(path, 0.0) for path in ("local", "layer")
+        }
+        return entry
+
+    def _caddy_transfer(
+        self, entry: dict[str, Any], deployment: caddy.Deployment, upstream: Server
+    ) -> None:
+        if "error" in entry:
+            return
+        size = self.settings.caddy_transfer_bytes
+        involved = {**deployment.processes, "upstream": upstream}
+        for way, fn in (("download", clients.download), ("upload", clients.upload)):
+            self.measure(
+                entry,
+                way,
+                f"behind Caddy, {way}, {deployment.name}",
+                lambda f=fn: with_cpu(
+                    involved,
+                    lambda: _transfer(f(deployment.port, deployment.host, size, ca=deployment.ca)),
+                ),
+            )
 
     def finish(self, logdir: Path) -> None:
         meta = self.results["meta"]
@@ -650,9 +833,10 @@ SUSPICIOUS = re.compile(
 
 
 def scan_logs(logdir: Path) -> dict[str, dict[str, Any]]:
-    """Count suspicious lines per log file; keep the first few distinct ones."""
+    """Count suspicious lines per log file (the stacks' in their own directories);
+    keep the first few distinct ones."""
     found: dict[str, dict[str, Any]] = {}
-    for path in sorted(logdir.glob("*.log")):
+    for path in sorted(logdir.rglob("*.log")):
         count = 0
         first: list[str] = []
         with path.open("r", encoding="utf-8", errors="replace") as log:
@@ -663,7 +847,7 @@ def scan_logs(logdir: Path) -> dict[str, dict[str, Any]]:
                     if len(first) < 5 and line not in first:
                         first.append(line[:300])
         if count:
-            found[path.name] = {"count": count, "first": first}
+            found[str(path.relative_to(logdir))] = {"count": count, "first": first}
     return found
 
 

@@ -7,7 +7,7 @@ writes its output to ``<logdir>/<name>.log`` (``harness.Process``).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -52,14 +52,20 @@ class Tunnel:
 class Stack:
     """Starts the bench's processes and stops every one of them in ``close()``."""
 
-    def __init__(self, workdir: Path, logdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, logdir: Path, settings: Mapping[str, str] | None = None
+    ) -> None:
+        """``settings`` are more settings for every Luminet server (``LUMINET_*``)."""
         self.workdir = workdir
+        self.settings = dict(settings or {})
         self.logdir = logdir
         self.home = workdir / "home"
         self.home.mkdir()
         self.processes: list[Process] = []
         self._token: str | None = None
-        db_url = f"sqlite:///{workdir / 'db.sqlite3'}"
+        self._api_key: str | None = None
+        self.database = workdir / "db.sqlite3"
+        db_url = f"sqlite:///{self.database}"
         if not db_url.startswith("sqlite:////"):
             raise BenchError(f"the work directory must be absolute, not {workdir}")
         self._server_env = clean_environ(
@@ -67,6 +73,9 @@ class Stack:
                 "SECRET_KEY": secrets.token_urlsafe(50),
                 "DATABASE_URL": db_url,
                 "LUMINET_PUBLIC_URL": "http://localhost",
+                # Measured processes stop at once (tunnels.drain is not measured here).
+                "LUMINET_DRAIN_SECONDS": "0",
+                **(settings or {}),
             }
         )
 
@@ -76,19 +85,31 @@ class Stack:
         return process
 
     def prepare_database(self) -> None:
-        """Migrate the run's SQLite database and issue the run's one token."""
+        """Migrate the run's SQLite database; issue the run's one token and API key."""
         manage("migrate", "--noinput", env=self._server_env)
         done = manage("issue_token", "--name", "bench", env=self._server_env)
         lines = done.stdout.strip().splitlines()
         if not lines:
             raise BenchError("issue_token printed no token")
         self._token = lines[-1].strip()
+        # For the processes' /metrics behind Caddy (bench/caddy.py).
+        done = manage("issue_api_key", "--name", "bench", env=self._server_env)
+        lines = done.stdout.strip().splitlines()
+        if not lines:
+            raise BenchError("issue_api_key printed no key")
+        self._api_key = lines[-1].strip()
 
     @property
     def token(self) -> str:
         if self._token is None:
             raise BenchError("no token yet: prepare_database() first")
         return self._token
+
+    @property
+    def api_key(self) -> str:
+        if self._api_key is None:
+            raise BenchError("no API key yet: prepare_database() first")
+        return self._api_key
 
     def upstream(self) -> Server:
         argv = [PYTHON, "-m", "bench.upstream", "--port", "0"]

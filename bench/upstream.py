@@ -242,9 +242,14 @@ class UpstreamProtocol(asyncio.Protocol):
 async def serve(port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(UpstreamProtocol, "127.0.0.1", port, backlog=1024)
+    await serve_until_signalled(server)
+
+
+async def serve_until_signalled(server: asyncio.Server) -> None:
+    """Say the port (``harness.UPSTREAM_RE`` reads it), then serve until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     bound = server.sockets[0].getsockname()[1]
     print(f"Upstream listening on 127.0.0.1:{bound}", flush=True)
     async with server:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,7 +38,13 @@ def find() -> str | None:
 
 
 def run(
-    url: str, *, host: str | None, connections: int, seconds: float, timeout_s: float = 5.0
+    url: str,
+    *,
+    host: str | None,
+    connections: int,
+    seconds: float,
+    timeout_s: float = 5.0,
+    headers: Sequence[str] = (),
 ) -> WrkResult:
     """Run wrk with one thread against ``url``; raise RuntimeError if it fails."""
     wrk = find()
@@ -48,6 +55,8 @@ def run(
     argv.append("--latency")
     if host is not None:
         argv += ["-H", f"Host: {host}"]
+    for line in headers:  # "Name: value", e.g. the Authorization of a --basic-auth tunnel
+        argv += ["-H", line]
     argv.append(url)
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=seconds + timeout_s + 30, check=False

@@ -1,7 +1,9 @@
-"""``python -m client``: expose a local HTTP server through a Luminet server.
+"""``python -m client``: expose local HTTP servers through a Luminet server.
 
 The port comes in either of two forms, the same run: ``luminet http 3000`` (the
-command form of the original design, and ngrok's) or ``--port 3000``.
+command form of the original design, and ngrok's) or ``--port 3000``; ``--port``
+given again opens another tunnel. ``start web api`` (or ``start --all``) opens
+the tunnels named in ~/.tunnel/config.
 """
 
 from __future__ import annotations
@@ -11,10 +13,22 @@ import logging
 import os
 import sys
 
-from .config import DEFAULT_CONCURRENCY, Config, ConfigError, environment, resolve
+from .config import (
+    CONFIG_PATH,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_CONNECTIONS,
+    Config,
+    ConfigError,
+    Target,
+    environment,
+    resolve_all,
+    stored_targets,
+    targets_from_ports,
+)
 from .console import ConsoleLog, JsonLog
 from .errors import AuthFailed, NameRefused, TunnelError, WrongServer
 from .events import Events
+from .group import TunnelGroup
 from .inspector.app import Inspector
 from .inspector.server import InspectorUnavailable
 from .inspector.settings import (
@@ -23,8 +37,9 @@ from .inspector.settings import (
     DEFAULT_PORT,
     inspector_settings,
 )
-from .keeper import TunnelKeeper
-from .local import LocalAddress
+from .local import PRESERVE, LocalAddress
+from .protocol import MAX_CONNECTIONS
+from .rules import EdgeRules
 
 #: What ``--log-format`` picks: the observer that writes stdout.
 LOG_FORMATS: dict[str, type[ConsoleLog | JsonLog]] = {"text": ConsoleLog, "json": JsonLog}
@@ -32,6 +47,8 @@ LOG_FORMATS: dict[str, type[ConsoleLog | JsonLog]] = {"text": ConsoleLog, "json"
 
 #: The command of ``luminet http PORT``: the one kind of tunnel there is.
 HTTP_COMMAND = "http"
+#: The command of ``luminet start NAME...``: the tunnels named in the config file.
+START_COMMAND = "start"
 
 
 def program_name(argv0: str) -> str:
@@ -44,12 +61,27 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     prog = prog or program_name(sys.argv[0])
     parser = argparse.ArgumentParser(
         prog=prog,
-        usage=f"{prog} http PORT [options]\n       {prog} --port PORT [options]",
-        description="Expose a local HTTP server at a public URL through a Luminet server.",
+        usage=f"{prog} http PORT [options]\n       {prog} --port PORT [--port PORT ...] [options]"
+        f"\n       {prog} start NAME [NAME ...] | --all [options]",
+        description="Expose local HTTP servers at public URLs through a Luminet server.",
     )
-    parser.add_argument("command", nargs="?", metavar="http", help="forward HTTP (and WebSockets)")
-    parser.add_argument("target", nargs="?", metavar="PORT", help="local port to forward to")
-    parser.add_argument("--port", type=int, help="local port to forward to (as `http PORT`)")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        metavar="http|start",
+        help="http PORT: forward HTTP (and WebSockets) to PORT; "
+        "start NAME...: the tunnels of those names in ~/.tunnel/config",
+    )
+    parser.add_argument("targets", nargs="*", metavar="PORT|NAME", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--port",
+        type=int,
+        action="append",
+        help="local port to forward to (as `http PORT`); again for another tunnel",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="with `start`: every tunnel in ~/.tunnel/config"
+    )
     parser.add_argument("--host", help="local host to forward to (default: localhost)")
     parser.add_argument(
         "--server",
@@ -66,9 +98,56 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--host-header",
         metavar="preserve|rewrite|VALUE",
-        default="preserve",
         help="the Host the local server sees: the public one (preserve, the default), "
         "the local address (rewrite: what Vite, webpack, Django and Rails accept) or VALUE",
+    )
+    protect = parser.add_argument_group(
+        "rules at the edge (checked by the server; nothing refused reaches your machine)"
+    )
+    protect.add_argument(
+        "--basic-auth",
+        action="append",
+        metavar="USER:PASSWORD",
+        help="callers must log in as USER with PASSWORD (8+ characters); again for more "
+        "users. The local server never sees the Authorization header",
+    )
+    protect.add_argument(
+        "--allow-cidr",
+        action="append",
+        metavar="NET",
+        help="only callers from NET (e.g. 203.0.113.0/24, 2001:db8::/32, or an address); "
+        "again for more",
+    )
+    protect.add_argument(
+        "--deny-cidr",
+        action="append",
+        metavar="NET",
+        help="refuse callers from NET, even if allowed; again for more",
+    )
+    parser.add_argument(
+        "--verify-webhook",
+        metavar="PROVIDER:SECRET",
+        action="append",
+        default=[],
+        help="let only requests signed by this provider through, checked by the server "
+        "before they reach you: github:SECRET, stripe:[SECONDS:]SECRET, "
+        "slack:[SECONDS:]SECRET or hmac:[HEADER:]SECRET (HMAC-SHA256 in HEADER, default "
+        "X-Signature: hex, sha256=hex or base64); repeat to accept any of several",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=DEFAULT_CONNECTIONS,
+        metavar="N",
+        help=f"tunnel connections to keep open, spread over the server's processes; "
+        f"losing one leaves the tunnel up on the others (default: {DEFAULT_CONNECTIONS}, "
+        f"at most {MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--pool",
+        action="store_true",
+        help="share --subdomain with other clients of the same token that pass --pool: "
+        "requests are spread over all of them",
     )
     parser.add_argument(
         "--max-concurrency",
@@ -107,43 +186,99 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def local_port(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """The port of ``http PORT`` or of ``--port PORT``; exits through ``parser.error``
-    (status 2) unless exactly one form gives it."""
+def local_ports(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """The ports of ``http PORT`` or of ``--port PORT`` (maybe repeated); exits through
+    ``parser.error`` (status 2) unless exactly one form gives them."""
     example = f"`{parser.prog} http 3000` or `{parser.prog} --port 3000`"
     if args.command is None:
-        if args.port is None:
+        if not args.port:
             parser.error(f"which local port? e.g. {example}")
-        return int(args.port)
+        return list(args.port)
     if args.command != HTTP_COMMAND:
         if args.command.isdigit():
             parser.error(f"a port goes after the command: `{parser.prog} http {args.command}`")
-        parser.error(f"unknown command {args.command!r}: the command is `http PORT`")
-    if args.target is None:
+        parser.error(f"unknown command {args.command!r}: the commands are `http PORT` and `start`")
+    if not args.targets:
         parser.error(f"`http` needs the local port: {example}")
-    if args.port is not None:
-        parser.error(f"the port is given twice (`http {args.target}` and --port); give one")
-    if not args.target.isdigit():
+    if args.port:
+        parser.error(f"the port is given twice (`http {args.targets[0]}` and --port); give one")
+    if len(args.targets) > 1:
+        parser.error("`http` takes one port; for more, repeat --port or use `start`")
+    if not args.targets[0].isdigit():
         parser.error(
-            f"`http` takes a port number, not {args.target!r}; another local host goes in --host"
+            f"`http` takes a port number, not {args.targets[0]!r}; "
+            "another local host goes in --host"
         )
-    return int(args.target)
+    return [int(args.targets[0])]
+
+
+def stored_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The names of ``start NAME...``; empty for ``start --all``."""
+    flags = (
+        ("--port", args.port),
+        ("--subdomain", args.subdomain),
+        ("--verify-webhook", args.verify_webhook),
+    )
+    for flag, value in flags:
+        if value:
+            parser.error(f"`start` takes its tunnels from {CONFIG_PATH}; {flag} goes in there")
+    if args.host is not None or args.host_header is not None:
+        parser.error(
+            f"`start` takes its tunnels from {CONFIG_PATH}; set host and host_header there"
+        )
+    if args.all and args.targets:
+        parser.error("give `start` tunnel names or --all, not both")
+    if not args.all and not args.targets:
+        parser.error(f"which tunnels? `{parser.prog} start web api`, or --all")
+    return list(args.targets)
 
 
 def parse_command_line(
     argv: list[str] | None = None, prog: str | None = None
 ) -> argparse.Namespace:
-    """Parse the flags; ``port`` holds the local port, whichever form gave it."""
+    """Parse the flags; ``ports`` holds the local ports whichever form gave them, or
+    ``names`` the config file's tunnels ``start`` asks for (empty: all)."""
     parser = build_parser(prog)
     # Intermixed: `http 3000` may come before, between or after the flags.
     args = parser.parse_intermixed_args(argv)
-    args.port = local_port(parser, args)
+    args.names = None
+    args.ports = []
+    if args.command == START_COMMAND:
+        args.names = stored_names(parser, args)
+    else:
+        if args.all:
+            parser.error("--all goes with `start`")
+        args.ports = local_ports(parser, args)
     return args
 
 
-def observed(args: argparse.Namespace, config: Config) -> tuple[Events, Inspector | None]:
-    """The tunnel's observers: the log, and the inspector unless ``--no-inspect``, started."""
+def tunnel_targets(args: argparse.Namespace) -> list[Target]:
+    if args.names is not None:
+        return stored_targets(args.names)
+    target = Target(
+        0,
+        args.host,
+        args.subdomain,
+        args.host_header or PRESERVE,
+        webhooks=tuple(args.verify_webhook),
+    )
+    return targets_from_ports(args.ports, target)
+
+
+def edge_rules(args: argparse.Namespace) -> EdgeRules:
+    """The rules the flags set (checked in ``resolve_all``)."""
+    return EdgeRules(
+        basic_auth=tuple(args.basic_auth or ()),
+        allow_cidr=tuple(args.allow_cidr or ()),
+        deny_cidr=tuple(args.deny_cidr or ()),
+    )
+
+
+def observed(args: argparse.Namespace, configs: list[Config]) -> tuple[Events, Inspector | None]:
+    """The tunnels' observers: the log, and the inspector unless ``--no-inspect``, started."""
     log = LOG_FORMATS[args.log_format](sys.stdout)
+    if len(configs) > 1:
+        log.label_tunnels()
     settings = inspector_settings(
         enabled=not args.no_inspect,
         port=args.inspect_port,
@@ -151,9 +286,13 @@ def observed(args: argparse.Namespace, config: Config) -> tuple[Events, Inspecto
         megabytes=args.inspect_mb,
     )
     if not settings.enabled:
+        log.inspector(None, "--no-inspect")
         return Events([log]), None
-    local = LocalAddress(config.local_host, config.local_port, config.host_header)
-    inspector = Inspector(settings, local)
+    locals_ = {
+        config.name: LocalAddress(config.local_host, config.local_port, config.host_header)
+        for config in configs
+    }
+    inspector = Inspector(settings, locals_)
     # The inspector first: once the log has a line, the inspector has what it says.
     events = Events([inspector.capture, log])
     try:
@@ -173,19 +312,19 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace", line_buffering=True)
     try:
-        config = resolve(
-            port=args.port,
-            host=args.host,
+        configs = resolve_all(
+            tunnel_targets(args),
             server=args.server,
             token=args.token,
             max_concurrency=args.max_concurrency,
             environ=environment(),
-            subdomain=args.subdomain,
-            host_header=args.host_header,
+            rules=edge_rules(args),
+            connections=args.connections,
+            pool=args.pool,
         )
-        events, inspector = observed(args, config)
+        events, inspector = observed(args, configs)
         try:
-            TunnelKeeper(config, events).run()
+            TunnelGroup(configs, events).run()
         finally:
             if inspector is not None:
                 inspector.close()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from .events import ExchangeRecord, Failure, Observer, SocketRecord
+from .events import ExchangeRecord, Failure, Observer, SocketRecord, StreamRecord, TunnelUp
 
 #: One encoder for every line: json.dumps with separators builds a new one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -27,6 +27,12 @@ class _Printer(Observer):
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._lock = threading.Lock()
+        #: Whether lines name their tunnel: set when the client runs several.
+        self._labelled = False
+
+    def label_tunnels(self) -> None:
+        """Several tunnels share this output: name each line's tunnel."""
+        self._labelled = True
 
     def _line(self, line: str) -> None:
         with self._lock:
@@ -50,11 +56,16 @@ def use_colour(out: TextIO, environ: Mapping[str, str]) -> bool:
 
 
 class ConsoleLog(_Printer):
-    """The human-readable log: a banner, then one line per request and WebSocket.
+    """The human-readable log: a status block when a tunnel comes up, then one line
+    per request and WebSocket.
 
-    A failed request's line says why (``502 connection refused by localhost:3000``,
-    ``504 no response within 30 s``); a response still running after
-    ``LONG_STREAM_SECONDS`` gets a line when that time is up, and another when it ends.
+    The block gives the public URL, where it forwards to, the rules the server
+    applies at the edge (when there are any), the server with the
+    connection's state and round trip, and the inspector's address. A failed
+    request's line says why (``502 connection refused by localhost:3000``, ``504 no
+    response within 30 s``); a response still running after ``LONG_STREAM_SECONDS``
+    gets a line when that time is up, and another when it ends. With several
+    tunnels, each line starts with its tunnel's name.
     """
 
     def __init__(
@@ -65,27 +76,49 @@ class ConsoleLog(_Printer):
         self._streaming: dict[ExchangeRecord, float] = {}
         self._streaming_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
+        self._inspector = "off"
+        #: Tunnels that pass the public Host on, and those given the 403 hint (once a run).
+        self._preserving: set[str] = set()
+        self._hinted: set[str] = set()
 
-    def tunnel_active(self, url: str, subdomain: str, local_origin: str) -> None:
-        self._line(f"Tunnel active: {url}\n→ forwarding to {local_origin}")
-
-    def subdomain_changed(self, previous: str, subdomain: str) -> None:
-        self._line(f"Subdomain {previous} was taken; this tunnel is now {subdomain}.")
-
-    def tunnel_down(self, reason: str, retry_in: float) -> None:
-        self._line(self._paint(_RED, f"Tunnel down ({reason}); reconnecting in {retry_in:.1f} s"))
-
-    def connect_failed(self, reason: str, retry_in: float) -> None:
-        self._line(self._paint(_RED, f"Cannot connect ({reason}); retrying in {retry_in:.1f} s"))
-
-    def local_unreachable(self, local_origin: str, reason: str) -> None:
+    def tunnel_active(self, tunnel: TunnelUp) -> None:
+        if tunnel.host_header == "preserve":
+            self._preserving.add(tunnel.name)
+        name = f" {tunnel.name}" if self._labelled else ""
+        latency = "" if tunnel.latency is None else f", {tunnel.latency * 1000:.0f} ms round trip"
+        # The rules as the server applies them, so a person sees the tunnel is guarded.
+        rules = f"Rules at the edge: {', '.join(tunnel.rules)}\n" if tunnel.rules else ""
         self._line(
-            self._paint(
-                _YELLOW,
-                f"Warning: nothing answers at {local_origin} ({reason}); "
-                "requests get 502 until your server runs there",
-            )
+            f"Tunnel{name} active: {tunnel.url}\n"
+            f"→ forwarding to {tunnel.local_origin}\n"
+            f"{rules}"
+            f"Server: {tunnel.server} (online{latency})\n"
+            f"Inspector: {self._inspector}"
         )
+
+    def subdomain_changed(self, name: str, previous: str, subdomain: str) -> None:
+        self._line(
+            f"{self._label(name)}Subdomain {previous} was taken; this tunnel is now {subdomain}."
+        )
+
+    def tunnel_down(self, name: str, reason: str, retry_in: float) -> None:
+        text = f"Tunnel down ({reason}); reconnecting in {retry_in:.1f} s"
+        self._line(self._label(name) + self._paint(_RED, text))
+
+    def connect_failed(self, name: str, reason: str, retry_in: float) -> None:
+        text = f"Cannot connect ({reason}); retrying in {retry_in:.1f} s"
+        self._line(self._label(name) + self._paint(_RED, text))
+
+    def refused_at_edge(self, name: str, method: str, path: str, status: int, rule: str) -> None:
+        text = f"{status} {method} {path} refused at the edge: {rule}"
+        self._line(self._label(name) + self._paint(_YELLOW, text))
+
+    def local_unreachable(self, name: str, local_origin: str, reason: str) -> None:
+        text = (
+            f"Warning: nothing answers at {local_origin} ({reason}); "
+            "requests get 502 until your server runs there"
+        )
+        self._line(self._label(name) + self._paint(_YELLOW, text))
 
     def response_started(self, record: ExchangeRecord) -> None:
         with self._streaming_lock:
@@ -107,9 +140,24 @@ class ConsoleLog(_Printer):
             self._streaming.pop(record, None)
         status = status_text(record)
         self._line(
-            f"{record.method:<7} {record.path}  {self._paint(_status_colour(record), status)}"
-            f"  {record.ms:.0f} ms"
+            f"{self._label(record.tunnel)}{record.method:<7} {record.path}"
+            f"  {self._paint(_status_colour(record), status)}  {record.ms:.0f} ms"
         )
+        if record.status == 403 and self._first_403(record.tunnel):
+            hint = (
+                "Hint: the local server answered 403. If it checks the Host header (Vite's "
+                '"Blocked request", Django\'s ALLOWED_HOSTS, webpack, Rails), start the '
+                "client with --host-header rewrite"
+            )
+            self._line(self._label(record.tunnel) + self._paint(_YELLOW, hint))
+
+    def _first_403(self, tunnel: str) -> bool:
+        """Whether this is the first 403 of a tunnel that passes the public Host on."""
+        with self._streaming_lock:
+            if tunnel not in self._preserving or tunnel in self._hinted:
+                return False
+            self._hinted.add(tunnel)
+            return True
 
     def _watch_streams(self) -> None:
         """Print the line of each response still running after LONG_STREAM_SECONDS."""
@@ -122,22 +170,34 @@ class ConsoleLog(_Printer):
                     del self._streaming[record]
             for record in due:
                 status = self._paint(_status_colour(record), str(record.status))
-                self._line(f"{record.method:<7} {record.path}  {status}  streaming…")
+                self._line(
+                    f"{self._label(record.tunnel)}{record.method:<7} {record.path}"
+                    f"  {status}  streaming…"
+                )
 
     def websocket_opened(self, record: SocketRecord) -> None:
-        self._line(f"{'WS':<7} {record.path}  open")
+        self._line(f"{self._ws(record)}  open")
 
     def websocket_closed(self, record: SocketRecord) -> None:
         code = "no code" if record.code is None else str(record.code)
         by = f" by the {record.closed_by} side" if record.closed_by else ""
-        self._line(f"{'WS':<7} {record.path}  closed{by} ({code})  {record.ms:.0f} ms")
+        self._line(f"{self._ws(record)}  closed{by} ({code})  {record.ms:.0f} ms")
 
     def websocket_failed(self, record: SocketRecord, reason: str) -> None:
-        self._line(f"{'WS':<7} {record.path}  {self._paint(_RED, reason)}")
+        self._line(f"{self._ws(record)}  {self._paint(_RED, reason)}")
 
     def inspector(self, url: str | None, problem: str = "") -> None:
-        """Where the inspector listens, or why it does not (the CLI says it once, at start)."""
-        self._line(f"Inspector: {url}" if url else f"Inspector: off ({problem})")
+        """Where the inspector listens, or why not: said in each tunnel's status block,
+        and at once when it could not start (the tunnel may be a while coming up)."""
+        self._inspector = url or f"off ({problem})"
+        if url is None and problem != "--no-inspect":
+            self._line(self._paint(_YELLOW, f"Inspector: {self._inspector}"))
+
+    def _ws(self, record: StreamRecord) -> str:
+        return f"{self._label(record.tunnel)}{'WS':<7} {record.path}"
+
+    def _label(self, name: str) -> str:
+        return f"{name}  " if self._labelled else ""
 
     def _paint(self, colour: str, text: str) -> str:
         return f"{colour}{text}{_RESET}" if self._colour else text
@@ -174,22 +234,39 @@ def status_text(record: ExchangeRecord) -> str:
 
 
 class JsonLog(_Printer):
-    """One JSON object per line: tunnel up and down, each exchange and WebSocket."""
+    """One JSON object per line: tunnel up and down, each exchange and WebSocket.
 
-    def tunnel_active(self, url: str, subdomain: str, local_origin: str) -> None:
-        self._event("tunnel_active", url=url, subdomain=subdomain, forwarding=local_origin)
+    Every line about a tunnel or a stream names its ``tunnel`` (``command_line``
+    unless the client runs several).
+    """
 
-    def subdomain_changed(self, previous: str, subdomain: str) -> None:
-        self._event("subdomain_changed", previous=previous, subdomain=subdomain)
+    def tunnel_active(self, tunnel: TunnelUp) -> None:
+        latency = None if tunnel.latency is None else round(tunnel.latency * 1000, 1)
+        self._event(
+            "tunnel_active",
+            tunnel=tunnel.name,
+            url=tunnel.url,
+            subdomain=tunnel.subdomain,
+            forwarding=tunnel.local_origin,
+            server=tunnel.server,
+            latency_ms=latency,
+            rules=list(tunnel.rules),
+        )
 
-    def tunnel_down(self, reason: str, retry_in: float) -> None:
-        self._event("tunnel_down", reason=reason, retry_in=round(retry_in, 1))
+    def subdomain_changed(self, name: str, previous: str, subdomain: str) -> None:
+        self._event("subdomain_changed", tunnel=name, previous=previous, subdomain=subdomain)
 
-    def connect_failed(self, reason: str, retry_in: float) -> None:
-        self._event("connect_failed", reason=reason, retry_in=round(retry_in, 1))
+    def tunnel_down(self, name: str, reason: str, retry_in: float) -> None:
+        self._event("tunnel_down", tunnel=name, reason=reason, retry_in=round(retry_in, 1))
 
-    def local_unreachable(self, local_origin: str, reason: str) -> None:
-        self._event("local_unreachable", forwarding=local_origin, reason=reason)
+    def connect_failed(self, name: str, reason: str, retry_in: float) -> None:
+        self._event("connect_failed", tunnel=name, reason=reason, retry_in=round(retry_in, 1))
+
+    def local_unreachable(self, name: str, local_origin: str, reason: str) -> None:
+        self._event("local_unreachable", tunnel=name, forwarding=local_origin, reason=reason)
+
+    def refused_at_edge(self, name: str, method: str, path: str, status: int, rule: str) -> None:
+        self._event("refused", tunnel=name, method=method, path=path, status=status, rule=rule)
 
     def exchange_finished(self, record: ExchangeRecord) -> None:
         self._exchange(record)
@@ -200,6 +277,7 @@ class JsonLog(_Printer):
     def _exchange(self, record: ExchangeRecord) -> None:
         line = {
             "event": "exchange",
+            "tunnel": record.tunnel,
             "stream": record.stream,
             "method": record.method,
             "path": record.path,
@@ -209,7 +287,7 @@ class JsonLog(_Printer):
         self._line(_ENCODER.encode(line))
 
     def websocket_opened(self, record: SocketRecord) -> None:
-        self._event("websocket_open", stream=record.stream, path=record.path)
+        self._event("websocket_open", tunnel=record.tunnel, stream=record.stream, path=record.path)
 
     def websocket_closed(self, record: SocketRecord) -> None:
         self._websocket(record)
@@ -218,7 +296,12 @@ class JsonLog(_Printer):
         self._websocket(record)
 
     def _websocket(self, record: SocketRecord) -> None:
-        line: dict[str, Any] = {"event": "websocket", "stream": record.stream, "path": record.path}
+        line: dict[str, Any] = {
+            "event": "websocket",
+            "tunnel": record.tunnel,
+            "stream": record.stream,
+            "path": record.path,
+        }
         if record.outcome == "closed":
             line["code"] = record.code
             line["closed_by"] = record.closed_by

@@ -68,6 +68,14 @@ def _refused_upgrade(url: str, exc: websocket.WebSocketBadStatusException) -> Ex
         return WrongServer(
             f"{_authority(url)} expects TLS; use --server {_with_scheme(url, 'https')}"
         )
+    headers = exc.resp_headers or {}
+    if status == 429 and headers.get("luminet-error") == "auth-failures":
+        wait = _seconds(headers.get("retry-after"))
+        return ConnectionLost(
+            "too many failed tunnel authentications from this address; the server takes "
+            f"none for {wait:g} s (a wrong token nearby?)",
+            retry_after=wait,
+        )
     if status in _TRY_AGAIN:
         return ConnectionLost(
             f"{url} answered {phrase}; is the Luminet server behind the proxy running?"
@@ -76,6 +84,14 @@ def _refused_upgrade(url: str, exc: websocket.WebSocketBadStatusException) -> Ex
         f"{url} is not a Luminet tunnel endpoint (it answered {phrase}); --server takes "
         "the server's base URL, such as https://tunnel.example.com"
     )
+
+
+def _seconds(value: str | None) -> float:
+    """A ``Retry-After`` in seconds (1 when missing or unreadable, 300 at most)."""
+    try:
+        return min(300.0, max(1.0, float(value or "1")))
+    except ValueError:
+        return 1.0
 
 
 def _authority(url: str) -> str:

@@ -70,6 +70,8 @@ class StreamRecord:
 
     stream: int
     path: str
+    #: The name of the tunnel it came through (``Events.name``).
+    tunnel: str = ""
     #: Header values may be secrets (Authorization, Cookie): never in any output.
     request_headers: Headers = field(default_factory=list, repr=False)
     started: float = 0.0
@@ -96,6 +98,8 @@ class ExchangeRecord(StreamRecord):
     response_headers: Headers = field(default_factory=list, repr=False)
     response_at: float | None = None
     outcome: Literal["finished", "failed"] | None = None
+    #: The rule that refused it at the edge: it never reached this client's local server.
+    edge_rule: str = ""
 
     @classmethod
     def from_request(cls, request: protocol.Request) -> ExchangeRecord:
@@ -132,27 +136,61 @@ class SocketRecord(StreamRecord):
         )
 
 
+#: The name of the tunnel of ``--port 3000``: ngrok's name for the tunnel of
+#: ``ngrok http 3000``, which scripts reading the agent API look for.
+COMMAND_LINE = "command_line"
+
+
+@dataclass(frozen=True)
+class TunnelUp:
+    """A tunnel that has just come up (or back up, after a reconnection)."""
+
+    #: Its name: ``command_line``, ``http-PORT`` with several ``--port``, or the config file's.
+    name: str
+    url: str
+    subdomain: str
+    local_origin: str
+    #: The tunnel WebSocket's URL.
+    server: str
+    #: Seconds of a WebSocket ping's round trip to the server, if one came back in time.
+    latency: float | None = None
+    #: ``--host-header``: preserve, rewrite or a value.
+    host_header: str = "preserve"
+    #: The rules the server applies at the edge, as it named them (``auth_ok``).
+    rules: tuple[str, ...] = ()
+
+
 class Observer:
-    """Watches the tunnel: override the hooks you need; the others do nothing."""
+    """Watches the tunnels: override the hooks you need; the others do nothing.
+
+    The hooks about a whole tunnel get its name first; a stream's record has it
+    in ``record.tunnel``.
+    """
 
     #: Set to receive body bytes and WebSocket messages (one call per chunk or message).
     taps_bodies: ClassVar[bool] = False
 
-    def tunnel_active(self, url: str, subdomain: str, local_origin: str) -> None:
-        """The tunnel is up at ``url`` and forwards to ``local_origin``."""
+    def tunnel_active(self, tunnel: TunnelUp) -> None:
+        """The tunnel is up at ``tunnel.url`` and forwards to ``tunnel.local_origin``."""
 
-    def subdomain_changed(self, previous: str, subdomain: str) -> None:
+    def subdomain_changed(self, name: str, previous: str, subdomain: str) -> None:
         """After a reconnection, ``previous`` was taken; the tunnel now has ``subdomain``."""
 
-    def tunnel_down(self, reason: str, retry_in: float) -> None:
+    def tunnel_down(self, name: str, reason: str, retry_in: float) -> None:
         """The tunnel is down; the client reconnects in ``retry_in`` seconds."""
 
-    def connect_failed(self, reason: str, retry_in: float) -> None:
+    def connect_failed(self, name: str, reason: str, retry_in: float) -> None:
         """The tunnel has not come up yet: the server could not be reached or refused
         for now; the client tries again in ``retry_in`` seconds."""
 
-    def local_unreachable(self, local_origin: str, reason: str) -> None:
+    def local_unreachable(self, name: str, local_origin: str, reason: str) -> None:
         """Nothing answers at the local address (checked when the tunnel comes up)."""
+
+    def latency(self, name: str, seconds: float) -> None:
+        """A ping to the server came back after ``seconds`` (every ``PING_INTERVAL``)."""
+
+    def refused_at_edge(self, name: str, method: str, path: str, status: int, rule: str) -> None:
+        """The server refused a public request by the tunnel's ``rule``; it never came here."""
 
     def exchange_started(self, record: ExchangeRecord) -> None:
         """A request head arrived."""
@@ -191,7 +229,9 @@ class Observer:
 
 
 class Events:
-    """Hands records to observers; stamps times; ends each record exactly once.
+    """Hands one tunnel's records to observers; stamps times and the tunnel's name;
+    ends each record exactly once. ``named`` gives another tunnel's, to the same
+    observers.
 
     Thread-safe: the tunnel's reader thread, its workers and the WebSocket
     threads all report here.
@@ -202,7 +242,9 @@ class Events:
         observers: Iterable[Observer] = (),
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        name: str = COMMAND_LINE,
     ) -> None:
+        self.name = name
         self._observers = tuple(observers)
         self._taps = tuple(o for o in self._observers if o.taps_bodies)
         #: Whether any observer taps bodies: callers check this before each tap.
@@ -212,31 +254,54 @@ class Events:
         self._end_lock = threading.Lock()
         self._complained: set[str] = set()
 
+    def named(self, name: str) -> Events:
+        """The events of the tunnel ``name``, handed to the same observers."""
+        return Events(self._observers, self._clock, self._wall_clock, name)
+
     # -- the tunnel ----------------------------------------------------------
 
-    def tunnel_active(self, url: str, subdomain: str, local_origin: str) -> None:
+    def tunnel_active(
+        self,
+        url: str,
+        subdomain: str,
+        local_origin: str,
+        server: str = "",
+        latency: float | None = None,
+        host_header: str = "preserve",
+        rules: tuple[str, ...] = (),
+    ) -> None:
+        up = TunnelUp(self.name, url, subdomain, local_origin, server, latency, host_header, rules)
         for observer in self._observers:
-            self._call(observer.tunnel_active, url, subdomain, local_origin)
+            self._call(observer.tunnel_active, up)
 
     def subdomain_changed(self, previous: str, subdomain: str) -> None:
         for observer in self._observers:
-            self._call(observer.subdomain_changed, previous, subdomain)
+            self._call(observer.subdomain_changed, self.name, previous, subdomain)
 
     def tunnel_down(self, reason: str, retry_in: float) -> None:
         for observer in self._observers:
-            self._call(observer.tunnel_down, reason, retry_in)
+            self._call(observer.tunnel_down, self.name, reason, retry_in)
 
     def connect_failed(self, reason: str, retry_in: float) -> None:
         for observer in self._observers:
-            self._call(observer.connect_failed, reason, retry_in)
+            self._call(observer.connect_failed, self.name, reason, retry_in)
 
     def local_unreachable(self, local_origin: str, reason: str) -> None:
         for observer in self._observers:
-            self._call(observer.local_unreachable, local_origin, reason)
+            self._call(observer.local_unreachable, self.name, local_origin, reason)
+
+    def latency(self, seconds: float) -> None:
+        for observer in self._observers:
+            self._call(observer.latency, self.name, seconds)
+
+    def refused_at_edge(self, method: str, path: str, status: int, rule: str) -> None:
+        for observer in self._observers:
+            self._call(observer.refused_at_edge, self.name, method, path, status, rule)
 
     # -- HTTP exchanges ------------------------------------------------------
 
     def exchange_started(self, record: ExchangeRecord) -> None:
+        record.tunnel = self.name
         record.started = self._clock()
         record.wall_started = self._wall_clock()
         for observer in self._observers:
@@ -292,6 +357,7 @@ class Events:
     # -- WebSockets ----------------------------------------------------------
 
     def websocket_opened(self, record: SocketRecord) -> None:
+        record.tunnel = self.name
         record.started = self._clock()
         record.wall_started = self._wall_clock()
         for observer in self._observers:

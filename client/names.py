@@ -3,9 +3,11 @@
 Kept in ``~/.tunnel/names.json`` as ``{"<server> <local origin>": "<subdomain>"}``.
 A webhook URL registered with GitHub or Stripe then survives a client restart
 without anyone choosing a name; the server grants the name when no other token
-holds it. The file is replaced whole (write, then rename), so a crash or a second
-client never leaves half a record; a file that cannot be read or written costs
-only the name, never the tunnel.
+holds it. The file is replaced whole (write, then rename), so a crash never
+leaves half a record, and each change is a read and a write under a lock (of
+this process, and of the file where the system has ``flock``), so tunnels of one
+client or of two never lose each other's names. A file that cannot be read or
+written costs only the name, never the tunnel.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import json
 import logging
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: the lock of this process only
+    fcntl = None  # type: ignore[assignment]
 
 from .protocol import subdomain_problem
 
@@ -24,6 +33,8 @@ logger = logging.getLogger(__name__)
 NAMES_PATH = Path("~/.tunnel/names.json")
 #: Entries kept; the oldest go first.
 MAX_ENTRIES = 200
+#: One writer at a time within this process: several tunnels share the file.
+_WRITING = threading.Lock()
 
 
 class RememberedNames:
@@ -35,18 +46,28 @@ class RememberedNames:
         return name if isinstance(name, str) and subdomain_problem(name) is None else None
 
     def put(self, server: str, local_origin: str, subdomain: str) -> None:
-        names = self._read()
         key = _key(server, local_origin)
-        if names.get(key) == subdomain:
-            return
-        names.pop(key, None)
-        names[key] = subdomain  # last in the dict: the most recent
-        while len(names) > MAX_ENTRIES:
-            del names[next(iter(names))]
         try:
-            self._write(names)
+            with self._locked():
+                names = self._read()
+                if names.get(key) == subdomain:
+                    return
+                names.pop(key, None)
+                names[key] = subdomain  # last in the dict: the most recent
+                while len(names) > MAX_ENTRIES:
+                    del names[next(iter(names))]
+                self._write(names)
         except OSError as exc:
             logger.warning("cannot remember the subdomain in %s: %s", self.path, exc)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with _WRITING:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(self.path.parent / ".names.lock", "a") as lock:
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                yield
 
     def _read(self) -> dict[str, str]:
         try:
@@ -59,7 +80,6 @@ class RememberedNames:
         return data if isinstance(data, dict) else {}
 
     def _write(self, names: dict[str, str]) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".names-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:

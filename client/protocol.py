@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import ipaddress
 import json
 import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from .webhooks import parse_spec
 
 #: 2: a request body starts with a window of INITIAL_REQUEST_CHUNKS (issue 8).
 PROTOCOL_VERSION = 2
@@ -82,6 +85,89 @@ def subdomain_problem(name: str) -> str | None:
     return None
 
 
+#: Rules one tunnel may set at the edge (``--basic-auth``, ``--allow-cidr``,
+#: ``--deny-cidr``): plenty for a team, and few enough that checking each request
+#: against them stays cheap.
+MAX_CREDENTIALS = 16
+#: Connections one client keeps for a tunnel, at most (``--connections``).
+MAX_CONNECTIONS = 8
+#: A client's tunnel id: random, URL-safe.
+TUNNEL_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+#: Characters of a server process's name (``LUMINET_NODE``) at most.
+MAX_NODE_NAME = 255
+MAX_CIDRS = 64
+#: Basic-auth passwords shorter than this are refused: the tunnel is public.
+MIN_PASSWORD_LENGTH = 8
+MAX_CREDENTIAL_LENGTH = 256
+
+
+def credential_problem(credential: str) -> str | None:
+    """What is wrong with ``user:password`` as a basic-auth rule, as a sentence; None if fine.
+
+    The sentence never repeats the credential.
+    """
+    user, colon, password = credential.partition(":")
+    if not colon or not user:
+        return "basic auth is written user:password"
+    # RFC 7617 section 2: the user-id cannot contain a colon; the password may.
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"a basic-auth password has at least {MIN_PASSWORD_LENGTH} characters"
+    if len(credential) > MAX_CREDENTIAL_LENGTH:
+        return f"basic auth is at most {MAX_CREDENTIAL_LENGTH} characters"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in credential):
+        return "basic auth has no control characters"
+    return None
+
+
+def cidr_problem(cidr: str) -> str | None:
+    """What is wrong with ``cidr`` as an IP rule, as a sentence; None if fine.
+
+    A bare address is its own /32 or /128; host bits are allowed (``10.1.2.3/8``
+    means ``10.0.0.0/8``).
+    """
+    try:
+        ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return f"{cidr[:60]!r} is not an IP network (e.g. 203.0.113.0/24 or 2001:db8::/32)"
+    return None
+
+
+def validate_rules(
+    basic_auth: list[str] | tuple[str, ...],
+    allow_cidrs: list[str] | tuple[str, ...],
+    deny_cidrs: list[str] | tuple[str, ...],
+) -> None:
+    """Check a tunnel's rules; raise ProtocolError saying what is wrong with the first bad one."""
+    if len(basic_auth) > MAX_CREDENTIALS:
+        raise ProtocolError(f"at most {MAX_CREDENTIALS} basic-auth credentials per tunnel")
+    for flag, cidrs in (("allow", allow_cidrs), ("deny", deny_cidrs)):
+        if len(cidrs) > MAX_CIDRS:
+            raise ProtocolError(f"at most {MAX_CIDRS} {flag} networks per tunnel")
+        for cidr in cidrs:
+            if (problem := cidr_problem(cidr)) is not None:
+                raise ProtocolError(f"{flag} rule: {problem}")
+    for credential in basic_auth:
+        if (problem := credential_problem(credential)) is not None:
+            raise ProtocolError(problem)
+
+
+#: Webhook rules per tunnel (``--verify-webhook``): a few providers, and secrets
+#: being rotated, with room to spare.
+MAX_WEBHOOKS = 8
+
+
+def validate_webhooks(specs: list[str] | tuple[str, ...]) -> None:
+    """Check a tunnel's webhook rules (``client.webhooks`` syntax); raise ProtocolError
+    saying what is wrong with the first bad one, never its secret."""
+    if len(specs) > MAX_WEBHOOKS:
+        raise ProtocolError(f"at most {MAX_WEBHOOKS} webhook rules per tunnel")
+    for spec in specs:
+        try:
+            parse_spec(spec)
+        except ValueError as exc:
+            raise ProtocolError(f"webhook rule: {exc}") from None
+
+
 class CloseCode(enum.IntEnum):
     """WebSocket close codes we send or act on (RFC 6455 section 7.4.1; ours are in the
     application range 4000-4999)."""
@@ -103,6 +189,14 @@ class CloseCode(enum.IntEnum):
     SUBDOMAIN_LOST = 4409
     #: A newer connection with the same token took this tunnel's subdomain over.
     REPLACED = 4410
+    #: The server's operator disconnected the tunnel (the admin's live tunnels).
+    DISCONNECTED = 4411
+    #: A newer connection of the same tunnel took this one's place (after ``move``):
+    #: the client's other connection goes on; nothing to reconnect.
+    MOVED = 4412
+    #: Refused before anything was routed to it (``node-avoided``, ``server-draining``):
+    #: dial again, to reach another server process.
+    ELSEWHERE = 4413
 
 
 # Binary frame layout.
@@ -161,6 +255,11 @@ class Auth:
     another when it cannot be granted. ``resume`` says the client held it on the
     connection it lost: then it takes over its token's live tunnel there (the old
     connection is half-open); otherwise a live tunnel always keeps its name.
+
+    ``basic_auth`` (``user:password``), ``allow_cidrs`` and ``deny_cidrs`` are the
+    tunnel's rules at the edge (``validate_rules``). Passwords travel in plaintext
+    inside the authenticated TLS WebSocket because the server must check what
+    callers send; it keeps only salted digests of them.
     """
 
     token: str
@@ -168,20 +267,54 @@ class Auth:
     required: bool = False
     resume: bool = False
     version: int = PROTOCOL_VERSION
+    basic_auth: tuple[str, ...] = ()
+    allow_cidrs: tuple[str, ...] = ()
+    deny_cidrs: tuple[str, ...] = ()
+    #: ``PROVIDER:[OPTION:]SECRET`` (``client.webhooks``); the secret travels here
+    #: only, because the server must compute each signature with it.
+    webhooks: tuple[str, ...] = ()
+    #: The client's id for this tunnel (``TUNNEL_ID_RE``), the same on each of its
+    #: connections: a connection with the id of a live tunnel of the same token
+    #: joins it (with the subdomain it asks for), as one more connection.
+    tunnel: str = ""
+    #: Which of the tunnel's connections this is (0 to ``MAX_CONNECTIONS`` - 1): a
+    #: reconnecting one replaces its own stale predecessor, never another.
+    slot: int = 0
+    #: Share a ``required`` subdomain with other clients of the same token that
+    #: ask for it with ``pool`` too: requests are spread over all of them.
+    pool: bool = False
+    #: Server processes (``AuthOk.node``) the tunnel's other connections are on: a
+    #: process named here refuses this one (``NODE_AVOIDED``) before it serves
+    #: anything, so the client dials again to reach another.
+    avoid: tuple[str, ...] = ()
 
-    def __repr__(self) -> str:  # the token must never reach a log line
+    def __repr__(self) -> str:  # the token, passwords and secrets must never reach a log line
+        providers = [spec.partition(":")[0] for spec in self.webhooks]
         return (
             f"Auth(subdomain={self.subdomain!r}, required={self.required}, "
-            f"resume={self.resume}, version={self.version})"
+            f"resume={self.resume}, version={self.version}, "
+            f"basic_auth={len(self.basic_auth)} credentials, "
+            f"allow_cidrs={self.allow_cidrs!r}, deny_cidrs={self.deny_cidrs!r}, "
+            f"webhooks={providers!r}, tunnel={self.tunnel!r}, slot={self.slot}, "
+            f"pool={self.pool})"
         )
 
 
 @dataclass(frozen=True)
 class AuthOk:
-    """Server -> client: the tunnel is live at ``url``."""
+    """Server -> client: the tunnel is live at ``url``.
+
+    ``rules`` names the rules the server applies at the edge (``basic auth``,
+    ``allow 10.0.0.0/8``...): a client that asked for rules and finds them missing
+    is talking to a server that does not know them, and must not go live.
+    """
 
     subdomain: str
     url: str
+    rules: tuple[str, ...] = ()
+    #: The server process holding this connection: a client spreads its connections
+    #: over processes by dialling again when one lands where another already is.
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,6 +344,15 @@ class AuthRefusal(enum.StrEnum):
     SUBDOMAIN_BLOCKED = "subdomain-blocked"
     #: Reserved for another token by the operator.
     SUBDOMAIN_RESERVED = "subdomain-reserved"
+    #: The token has ``LUMINET_TUNNELS_PER_TOKEN`` tunnels live already.
+    TUNNEL_LIMIT = "tunnel-limit"
+    #: The tunnel's rules cannot hold with its token's (allow lists with nothing in common).
+    RULES_REFUSED = "rules-refused"
+    #: This server process is one the client asked to avoid (``Auth.avoid``): it
+    #: holds another connection of the tunnel. Dial again.
+    NODE_AVOIDED = "node-avoided"
+    #: This server process is stopping (``move``): dial again to reach another.
+    DRAINING = "server-draining"
 
 
 @dataclass(frozen=True)
@@ -333,6 +475,34 @@ class WsFrame:
     fin: bool = True
 
 
+@dataclass(frozen=True)
+class Refused:
+    """Server -> client: the edge refused a public request by one of the tunnel's rules,
+    so it never reached the tunnel. For the console and inspector; the server sends
+    at most ``REFUSALS_PER_SECOND`` of these per tunnel."""
+
+    method: str
+    path: str
+    status: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class Move:
+    """Server -> client: this server process is stopping. Open a replacement for this
+    connection (it reaches another process), and this one closes (``MOVED``) once the
+    replacement has taken its place and its streams have ended, within ``seconds``."""
+
+    seconds: float
+
+
+#: Refusal notices a tunnel is sent per second at most: a flood of refused requests
+#: must not flood the tunnel too.
+REFUSALS_PER_SECOND = 10
+#: Characters of a refused request's path kept in its notice.
+MAX_REFUSED_PATH = 2000
+
+
 ControlMessage = (
     Auth
     | AuthOk
@@ -346,15 +516,17 @@ ControlMessage = (
     | WsAccept
     | WsReject
     | WsClose
+    | Refused
+    | Move
 )
 BinaryMessage = Data | WsFrame
 Message = ControlMessage | BinaryMessage
 #: What each side may send (after bore's ClientMessage/ServerMessage): a message
 #: of the other direction is a protocol error, refused in one place.
 FromClient = Auth | Response | Window | StreamError | WsAccept | WsReject | WsClose
-FromServer = AuthOk | AuthError | Request | Window | Cancel | WsOpen | WsClose
+FromServer = AuthOk | AuthError | Request | Window | Cancel | WsOpen | WsClose | Refused | Move
 _FROM_CLIENT = (Auth, Response, Window, StreamError, WsAccept, WsReject, WsClose)
-_FROM_SERVER = (AuthOk, AuthError, Request, Window, Cancel, WsOpen, WsClose)
+_FROM_SERVER = (AuthOk, AuthError, Request, Window, Cancel, WsOpen, WsClose, Refused, Move)
 
 _TYPE_NAMES: dict[type, str] = {
     Auth: "auth",
@@ -369,6 +541,8 @@ _TYPE_NAMES: dict[type, str] = {
     WsAccept: "ws_accept",
     WsReject: "ws_reject",
     WsClose: "ws_close",
+    Refused: "refused",
+    Move: "move",
 }
 
 
@@ -441,15 +615,46 @@ def decode(text: str | bytes) -> ControlMessage:
             # naming rules is the session's to refuse, with a reason the user sees.
             if subdomain is not None and len(subdomain) > 63:
                 raise ProtocolError("requested subdomain is longer than a DNS label")
+            basic_auth = _strings(raw, "basic_auth", MAX_CREDENTIALS)
+            allow_cidrs = _strings(raw, "allow_cidrs", MAX_CIDRS)
+            deny_cidrs = _strings(raw, "deny_cidrs", MAX_CIDRS)
+            validate_rules(basic_auth, allow_cidrs, deny_cidrs)
+            webhooks = _strings(raw, "webhooks", MAX_WEBHOOKS)
+            validate_webhooks(webhooks)
+            tunnel = _optional_str(raw, "tunnel") or ""
+            if tunnel and not TUNNEL_ID_RE.fullmatch(tunnel):
+                raise ProtocolError("'tunnel' must be 8 to 64 letters, digits, '-' or '_'")
+            slot = _int(raw, "slot", default=0)
+            if not 0 <= slot < MAX_CONNECTIONS:
+                raise ProtocolError(f"'slot' must be from 0 to {MAX_CONNECTIONS - 1}")
+            pool = _bool(raw, "pool")
+            if pool and not (subdomain and _bool(raw, "required")):
+                raise ProtocolError("'pool' needs a required subdomain")
+            avoid = _strings(raw, "avoid", MAX_CONNECTIONS)
+            if any(len(node) > MAX_NODE_NAME for node in avoid):
+                raise ProtocolError(f"a node name is longer than {MAX_NODE_NAME} characters")
             return Auth(
                 token=token,
                 subdomain=subdomain,
                 required=_bool(raw, "required"),
                 resume=_bool(raw, "resume"),
                 version=version,
+                basic_auth=basic_auth,
+                allow_cidrs=allow_cidrs,
+                deny_cidrs=deny_cidrs,
+                webhooks=webhooks,
+                tunnel=tunnel,
+                slot=slot,
+                pool=pool,
+                avoid=avoid,
             )
         case "auth_ok":
-            return AuthOk(subdomain=_str(raw, "subdomain"), url=_str(raw, "url"))
+            return AuthOk(
+                subdomain=_str(raw, "subdomain"),
+                url=_str(raw, "url"),
+                rules=_strings(raw, "rules", 4 * MAX_CIDRS),
+                node=_optional_str(raw, "node") or "",
+            )
         case "auth_error":
             return AuthError(
                 message=_str(raw, "message"),
@@ -542,6 +747,21 @@ def decode(text: str | bytes) -> ControlMessage:
                 if len(encoded) > MAX_CLOSE_REASON_BYTES:
                     raise ProtocolError("close reason longer than 123 bytes")
             return WsClose(stream=stream, code=code, reason=reason)
+        case "refused":
+            status = _int(raw, "status")
+            if not 400 <= status <= 599:
+                raise ProtocolError("refusal status must be 400-599")
+            return Refused(
+                method=_str(raw, "method")[:32],
+                path=_str(raw, "path")[:MAX_REFUSED_PATH],
+                status=status,
+                rule=_str(raw, "rule")[:200],
+            )
+        case "move":
+            seconds = raw.get("seconds")
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+                raise ProtocolError("'seconds' must be a number of seconds")
+            return Move(seconds=float(seconds))
         case _:
             raise ProtocolError(f"unknown message type {kind!r}")
 
@@ -652,6 +872,15 @@ def _optional_str(raw: dict[str, Any], key: str) -> str | None:
     if raw.get(key) is None:
         return None
     return _str(raw, key)
+
+
+def _strings(raw: dict[str, Any], key: str, limit: int) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        raise ProtocolError(f"{key!r} must be a list of strings")
+    if len(value) > limit:
+        raise ProtocolError(f"{key!r} has more than {limit} entries")
+    return tuple(value)
 
 
 def _int(raw: dict[str, Any], key: str, default: int | None = None) -> int:

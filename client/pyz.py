@@ -170,3 +170,11 @@ def install_commands(public_url: str, token: str | None = None) -> tuple[str, st
     server = shlex.quote(base)
     run = f"TUNNEL_TOKEN={token_value} python3 {ARCHIVE_NAME} http 3000 --server {server}"
     return download, run
+
+
+def module_command(public_url: str, token: str | None = None) -> str:
+    """The command that runs the client from a checkout or a pip install, as the README
+    writes it; the token, as in ``install_commands``, in the environment."""
+    token_value = shlex.quote(token) if token else "YOUR_TOKEN"
+    server = shlex.quote(public_url.rstrip("/"))
+    return f"TUNNEL_TOKEN={token_value} python -m client --server {server} --port 3000"

@@ -13,15 +13,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import assert_never
 
 import websocket
 
-from . import protocol
+from . import protocol, tlssocket
 from .config import Config
-from .errors import AuthFailed, ConnectionLost, TunnelError
+from .errors import AuthFailed, ConnectionLost, ConnectionMoved, TunnelError
 from .events import Events, Failure
 from .exchanges import ExchangeRunner, HttpStream
 from .forward import ConnectionPool, Exchange
@@ -36,6 +39,21 @@ logger = logging.getLogger(__name__)
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 60.0
 
+_PING_CLOCK = struct.Struct("!Q")
+
+
+def ping_payload() -> bytes:
+    """A ping carrying when it left, so its pong tells the round trip (pongs echo it)."""
+    return _PING_CLOCK.pack(time.monotonic_ns())
+
+
+def round_trip(pong: bytes) -> float | None:
+    """Seconds since the ping that ``pong`` answers left; None if it is not one of ours."""
+    if len(pong) != _PING_CLOCK.size:
+        return None
+    seconds = (time.monotonic_ns() - _PING_CLOCK.unpack(pong)[0]) / 1e9
+    return seconds if 0 <= seconds <= PING_TIMEOUT else None
+
 
 class Tunnel:
     """One connected, authenticated WebSocket and the streams running on it."""
@@ -46,8 +64,13 @@ class Tunnel:
         config: Config,
         events: Events,
         local: LocalAddress | None = None,
+        on_move: Callable[[], None] | None = None,
     ) -> None:
+        # From here on a reader thread and sender threads share the socket.
+        tlssocket.share(ws)
         self._ws = ws
+        #: Called when the server process says it is stopping (``move``).
+        self._on_move = on_move
         self._config = config
         self._events = events
         self._send_lock = threading.Lock()
@@ -97,11 +120,17 @@ class Tunnel:
         try:
             while True:
                 try:
-                    opcode, payload = self._ws.recv_data()
+                    opcode, payload = self._ws.recv_data(control_frame=True)
                 except (OSError, websocket.WebSocketException) as exc:
                     raise ConnectionLost(str(exc) or exc.__class__.__name__) from exc
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     _closed_by_server(payload)
+                if opcode == websocket.ABNF.OPCODE_PONG:
+                    if (seconds := round_trip(payload)) is not None:
+                        self._events.latency(seconds)
+                    continue
+                if opcode == websocket.ABNF.OPCODE_PING:
+                    continue  # websocket-client has answered it
                 try:
                     if opcode == websocket.ABNF.OPCODE_BINARY:
                         self._received_data(protocol.decode_data(payload))
@@ -149,7 +178,7 @@ class Tunnel:
         while not self._closed.wait(PING_INTERVAL):
             try:
                 with self._send_lock:
-                    self._ws.ping()
+                    self._ws.ping(ping_payload())
             except (OSError, websocket.WebSocketException):
                 return
 
@@ -172,10 +201,16 @@ class Tunnel:
             case protocol.WsClose(stream=stream_id):
                 if (local := self._socket(stream_id)) is not None:
                     local.close_from_public(message)
+            case protocol.Refused(method=method, path=path, status=status, rule=rule):
+                self._events.refused_at_edge(method, path, status, rule)
             case protocol.AuthError(message=text):
                 raise AuthFailed(text)
             case protocol.AuthOk():
                 raise ProtocolError("auth_ok after authentication")
+            case protocol.Move():
+                logger.info("the server process is stopping: moving this connection")
+                if self._on_move is not None:
+                    self._on_move()
             case _:
                 assert_never(message)
 
@@ -258,8 +293,13 @@ def _closed_by_server(payload: bytes) -> None:
     """Raise what a close frame from the server means for the client."""
     code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
     reason = payload[2:].decode("utf-8", "replace")
+    if code == protocol.CloseCode.MOVED:
+        raise ConnectionMoved("moved to a newer connection")
     if code == protocol.CloseCode.REPLACED:
         raise TunnelError("another connection with the same token took this tunnel over")
+    if code == protocol.CloseCode.DISCONNECTED:
+        # The operator meant it: reconnecting would undo their decision.
+        raise TunnelError("disconnected by the server's operator")
     if code == protocol.CloseCode.AUTH_FAILED:
         raise AuthFailed(reason or "invalid token")
     raise ConnectionLost(f"server closed the tunnel ({code} {reason})".replace(" )", ")"))

@@ -45,6 +45,8 @@ class Client(Process):
         args: Sequence[str] = (),
         command: Sequence[str] | None = None,
         cwd: Path | None = None,
+        local_host: str | None = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """Start a client; the token goes in ``TUNNEL_TOKEN``, or ``--token`` with ``token_flag``.
 
@@ -52,17 +54,21 @@ class Client(Process):
         ``args`` are more flags (``--subdomain``, ``--no-inspect``). Its inspector takes any
         free port, never the developer's 4040; ``inspector_url()`` says which. ``command`` replaces
         ``python -m client --port PORT`` (e.g. ``python luminet.pyz http PORT``), run in
-        ``cwd``.
+        ``cwd``. ``local_host`` goes in ``--host`` unless None (``start`` takes it from
+        the config file). ``env`` adds variables (``SSL_CERT_FILE`` for a server whose
+        certificate a CA of the test's own vouches for).
         """
         argv = list(command or [PYTHON, "-m", "client", "--port", str(local_port)])
-        argv += ["--host", "127.0.0.1", "--inspect-port", "0"]
+        if local_host is not None:
+            argv += ["--host", local_host]
+        argv += ["--inspect-port", "0"]
         argv += ["--server", server_url, "--log-format", log_format, *args]
-        env = clean_environ({"HOME": str(home)})
+        environ = clean_environ({"HOME": str(home), **(env or {})})
         if token_flag:
             argv += ["--token", token]
         else:
-            env["TUNNEL_TOKEN"] = token
-        super().__init__(name, argv, env, merge=merge, logdir=logdir, cwd=cwd)
+            environ["TUNNEL_TOKEN"] = token
+        super().__init__(name, argv, environ, merge=merge, logdir=logdir, cwd=cwd)
         self.local_port = local_port
         self.log_format = log_format
 

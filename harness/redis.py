@@ -116,6 +116,18 @@ class PrivateRedis:
             return False
         return True
 
+    def freeze(self) -> None:
+        """SIGSTOP it: connections are still accepted, nothing is answered (a Redis that
+        hangs, or a network that drops packets)."""
+        if self._process is None:
+            raise HarnessError("the private redis-server is not running")
+        self._process.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT it: it answers again, with its data."""
+        if self._process is not None:
+            self._process.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Kill it outright (a crash, not a shutdown) and wait until it is gone."""
         process, self._process = self._process, None

@@ -9,3 +9,7 @@ import os
 os.environ.setdefault("DEBUG", "true")
 
 from tunnelsite.settings import *  # noqa: F403
+
+# WhiteNoise warns when STATIC_ROOT does not exist, as on a clean clone before
+# collectstatic; with DEBUG it finds the files in the apps and needs no STATIC_ROOT.
+STATIC_ROOT = None

@@ -21,6 +21,10 @@ class AuthenticatedToken:
     id: int
     name: str
     prefix: str
+    #: Networks the token's tunnels may be called from (``models.parse_cidrs``); "" for any.
+    allowed_cidrs: str = ""
+    #: Requests per limit window per tunnel of this token; None for the server's default.
+    rate_limit: int | None = None
 
 
 async def authenticate(plaintext: str, *, now: datetime | None = None) -> AuthenticatedToken | None:
@@ -29,10 +33,10 @@ async def authenticate(plaintext: str, *, now: datetime | None = None) -> Authen
         return None
     now = _now() if now is None else now
     try:
-        token_id, name, prefix = (
+        token_id, name, prefix, allowed_cidrs, rate_limit = (
             await Token.objects.usable(now)
             .filter(digest=crypto.digest(plaintext))
-            .values_list("id", "name", "prefix")
+            .values_list("id", "name", "prefix", "allowed_cidrs", "rate_limit")
             .aget()
         )
     except Token.DoesNotExist:
@@ -41,7 +45,7 @@ async def authenticate(plaintext: str, *, now: datetime | None = None) -> Authen
         await _release_connections()
     await Token.objects.filter(id=token_id).aupdate(last_used_at=now)
     await _release_connections()
-    return AuthenticatedToken(id=token_id, name=name, prefix=prefix)
+    return AuthenticatedToken(token_id, name, prefix, allowed_cidrs, rate_limit)
 
 
 async def is_still_valid(token_id: int, *, now: datetime | None = None) -> bool:

@@ -26,7 +26,8 @@ def classify(host: str) -> MainHost | TunnelHost | None:
     """Sort a Host header value: the main host, ``<label>.<domain>``, or unknown."""
     hostname = _PORT_RE.sub("", host.strip()).lower().rstrip(".")
     domain = settings.LUMINET_TUNNEL_DOMAIN
-    if hostname == domain:
+    if hostname == domain or hostname == settings.LUMINET_ADMIN_HOST:
+        # The admin host, when set, takes the main host's stack too (tunnelsite.adminhost).
         return MainHost()
     label, dot, rest = hostname.partition(".")
     if dot and rest == domain and _LABEL_RE.fullmatch(label):

@@ -121,7 +121,33 @@ class TunnelWsClose:
 
 @dataclass(frozen=True, slots=True)
 class TunnelReplaced:
-    """A newer connection with the same token took this tunnel's subdomain."""
+    """A newer connection with the same token took this tunnel's subdomain; ``moved``
+    when it is the same tunnel's connection taking this one's place (after ``move``,
+    or a reconnection): then the client's other connections go on."""
+
+    moved: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelMove:
+    """This server process is stopping: the session tells its client to move."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelDisconnect:
+    """The server's operator disconnects this tunnel (``tunnels.live.disconnect``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelRefused:
+    """The edge refused a public request by the tunnel's rules (for the client's console)."""
+
+    method: str
+    path: str
+    status: int
+    rule: str
 
 
 # -- back to a reply channel ----------------------------------------------------
@@ -194,6 +220,9 @@ TunnelMessage = (
     | TunnelWsFrame
     | TunnelWsClose
     | TunnelReplaced
+    | TunnelMove
+    | TunnelDisconnect
+    | TunnelRefused
 )
 StreamMessage = (
     StreamResponse
@@ -216,6 +245,9 @@ _TYPES: dict[type, str] = {
     TunnelWsFrame: "tunnel.ws_frame",
     TunnelWsClose: "tunnel.ws_close",
     TunnelReplaced: "tunnel.replaced",
+    TunnelMove: "tunnel.move",
+    TunnelDisconnect: "tunnel.disconnect",
+    TunnelRefused: "tunnel.refused",
     StreamResponse: "stream.response",
     StreamData: "stream.data",
     StreamWindow: "stream.window",

@@ -46,7 +46,9 @@ from autobahn.twisted.websocket import ConnectionDeny
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from django.conf import settings
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -65,6 +67,7 @@ from client.protocol import (
     MAX_WS_MESSAGE,
     CloseCode,
 )
+from tunnels import drain, usage
 from tunnels.edge.budget import UNLIMITED, Account, BudgetLimits, MemoryBudget, budget_key
 from tunnels.hosts import TunnelHost, classify
 from tunnels.relay.errors import TunnelError
@@ -368,6 +371,12 @@ class LuminetRequest(WebRequest):
         self.body.abort()
         super().connectionLost(reason)
 
+    @property
+    def peer_name(self) -> str:
+        """The public client's address as ``host:port``, for the log."""
+        host, port = (self.client_addr or ("?", "?"))[:2]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
     def abort(self) -> None:
         """Reset the connection: the client sees an error, not a clean end."""
         if self.channel is not None and self.channel.transport is not None:
@@ -379,7 +388,7 @@ class LuminetRequest(WebRequest):
             and self.duration() > self.server.http_timeout
             and self._response_started
         ):
-            logger.warning("application timed out mid-response; aborting %s", self.client_addr)
+            logger.warning("application timed out mid-response; aborting %s", self.peer_name)
             self.abort()
             return
         super().check_timeouts()
@@ -847,18 +856,44 @@ class LuminetServer(Server):
         limits: ConnectionLimits | None = None,
         budget: BudgetLimits | None = None,
         stats_interval: float = 0.0,
+        on_listening: Callable[[list[tuple[str, int]]], None] | None = None,
         **kwargs,
     ) -> None:
-        """``stats_interval``: seconds between two ``stats:`` log lines; 0 for none."""
+        """``stats_interval``: seconds between two ``stats:`` log lines; 0 for none.
+        ``on_listening``: called with the addresses once every endpoint listens."""
         super().__init__(*args, **kwargs)
         self.connection_guard = ConnectionGuard(limits or ConnectionLimits())
         self.memory_budget = MemoryBudget(budget)
         self.stats_interval = stats_interval
+        self.on_listening = on_listening
+
+    def listen_success(self, port):
+        # Called by Twisted once the socket listens: connections are accepted from here on.
+        super().listen_success(port)
+        if self.on_listening is not None and len(self.listening_addresses) == len(self.endpoints):
+            self.on_listening(list(self.listening_addresses))
+
+    def kill_all_applications(self):
+        # Run by Twisted before shutdown (SIGTERM): drain first (tunnels.drain), and
+        # only then end every application. Twisted waits for the Deferred returned.
+        seconds = settings.LUMINET_DRAIN_SECONDS
+        if not seconds or not settings.REDIS_URL:  # no other process to move to
+            return super().kill_all_applications()
+        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
+        drained = Deferred.fromFuture(loop.create_task(drain.drain(seconds)))
+        drained.addErrback(lambda failure: logger.error("drain failed: %s", failure.value))
+        drained.addCallback(lambda _: super(LuminetServer, self).kill_all_applications())
+        return drained
 
     def run(self):
         if self.stats_interval:
             self._stats_later()
-        super().run()
+        try:
+            super().run()
+        finally:
+            # The reactor stopped (SIGTERM, SIGINT): every application has ended, so
+            # the usage counted in memory is complete; written here, on no event loop.
+            usage.flush_at_exit()
 
     def _stats_later(self) -> None:
         clock: Any = reactor  # Twisted's stubs type the reactor's methods unbound
@@ -941,7 +976,7 @@ async def _abort_on_late_failure(application, request: LuminetRequest) -> None:
         # mistake what it got for the whole response. Swallowed, so daphne's
         # application_checker does not try (and fail) to send a 500 after it.
         if isinstance(exc, TunnelError):  # a tunnel or local server failing: routine
-            logger.warning("response failed mid-way (%s); aborting %s", exc, request.client_addr)
+            logger.info("response to %s cut off mid-way: %s", request.peer_name, exc)
         else:
-            logger.exception("application failed mid-response; aborting %s", request.client_addr)
+            logger.exception("application failed mid-response; aborting %s", request.peer_name)
         request.abort()

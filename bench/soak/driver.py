@@ -150,7 +150,7 @@ class Slot:
         try:
             if self._stopping:
                 return "stopped"
-            ok = authenticate(ws, self._config.token, wanted, resume=wanted is not None)
+            ok, _ = authenticate(ws, self._config.token, wanted, resume=wanted is not None)
             ws.settimeout(PING_TIMEOUT)
             self.subdomain = ok.subdomain
             self._out.event("active", slot=self.number, subdomain=ok.subdomain)

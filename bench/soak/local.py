@@ -25,13 +25,13 @@ import asyncio
 import functools
 import hashlib
 import logging
-import signal
 import sys
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from bench.upstream import serve_until_signalled
 from client.protocol import MAX_WS_MESSAGE
 
 logger = logging.getLogger("soak.local")
@@ -256,17 +256,10 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
     server = await asyncio.start_server(
         serve_connection, "127.0.0.1", port, limit=MAX_HEAD, backlog=1024
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"Upstream listening on 127.0.0.1:{bound}", flush=True)
-    async with server:
-        await stop.wait()
+    await serve_until_signalled(server)
 
 
 def main(argv: list[str] | None = None) -> int:

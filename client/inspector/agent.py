@@ -19,9 +19,6 @@ from .capture import TunnelInfo
 from .store import HttpEntry
 from .wire import raw_request, raw_response, remote_addr, status_line
 
-#: The name ngrok gives the tunnel of ``ngrok http 3000``; ours is the one tunnel of
-#: ``python -m client --port 3000``.
-TUNNEL_NAME = "command_line"
 TUNNELS_URI = "/api/tunnels"
 ENDPOINTS_URI = "/api/endpoints"
 REQUESTS_URI = "/api/requests/http"
@@ -47,9 +44,9 @@ def error(status: int, code: int, msg: str, err: str = "") -> dict[str, Any]:
 
 def tunnel(info: TunnelInfo, metrics: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": TUNNEL_NAME,
+        "name": info.name,
         "ID": info.id,
-        "uri": f"{TUNNELS_URI}/{TUNNEL_NAME}",
+        "uri": f"{TUNNELS_URI}/{info.name}",
         "public_url": info.url,
         "proto": info.proto,
         "config": {"addr": info.local_origin, "inspect": True},
@@ -57,17 +54,18 @@ def tunnel(info: TunnelInfo, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tunnels(infos: list[TunnelInfo], metrics: dict[str, Any]) -> dict[str, Any]:
-    # Scripts take .tunnels[0]: an https tunnel comes first when there is one.
-    ordered = sorted(infos, key=lambda info: info.proto != "https")
-    return {"tunnels": [tunnel(info, metrics) for info in ordered], "uri": TUNNELS_URI}
+def tunnels(infos: list[tuple[TunnelInfo, dict[str, Any]]]) -> dict[str, Any]:
+    """Each tunnel with its metrics; scripts take .tunnels[0], so an https tunnel
+    comes first when there is one (else the client's order is kept)."""
+    ordered = sorted(infos, key=lambda pair: pair[0].proto != "https")
+    return {"tunnels": [tunnel(info, metrics) for info, metrics in ordered], "uri": TUNNELS_URI}
 
 
 def endpoint(info: TunnelInfo) -> dict[str, Any]:
     """ngrok v3's endpoint: what the tunnel listing says, named as v3 names it."""
     return {
-        "name": TUNNEL_NAME,
-        "uri": f"{ENDPOINTS_URI}/{TUNNEL_NAME}",
+        "name": info.name,
+        "uri": f"{ENDPOINTS_URI}/{info.name}",
         "url": info.url,
         "upstream": {"url": info.local_origin, "protocol": "http1"},
         "inspect": True,
@@ -86,7 +84,7 @@ def request(entry: HttpEntry, request_body: bytes, response_body: bytes) -> dict
     return {
         "uri": f"{REQUESTS_URI}/{entry.id}",
         "id": entry.id,
-        "tunnel_name": TUNNEL_NAME,
+        "tunnel_name": record.tunnel,
         "remote_addr": remote_addr(record.request_headers),
         "start": rfc3339(record.wall_started),
         "duration": 0 if ms is None else round(ms * 1e6),
@@ -124,17 +122,32 @@ def requests(documents: list[dict[str, Any]]) -> dict[str, Any]:
     return {"uri": REQUESTS_URI, "requests": documents}
 
 
-def status(info: TunnelInfo | None) -> dict[str, Any]:
-    """``status`` is the agent's: online while it runs; ``session`` says how the tunnel is."""
-    if info is None:
-        session = {"status": "connecting"}
+def status(infos: list[TunnelInfo], expected: int) -> dict[str, Any]:
+    """``status`` is the agent's: online while it runs. ``session`` says how the
+    tunnels are (online once all ``expected`` are up), each with its round trip."""
+    if len(infos) < expected:
+        state = "connecting"
     else:
-        session = {"status": "online" if info.up else "reconnecting", "url": info.url}
+        state = "online" if all(info.up for info in infos) else "reconnecting"
+    session: dict[str, Any] = {"status": state}
+    if infos:
+        session["url"] = infos[0].url
+    session["tunnels"] = [_session_tunnel(info) for info in infos]
     return {
         "status": "online",
         "agent_version": "luminet",
         "uri": STATUS_URI,
         "session": session,
+    }
+
+
+def _session_tunnel(info: TunnelInfo) -> dict[str, Any]:
+    latency = None if info.latency is None else round(info.latency * 1e9)
+    return {
+        "name": info.name,
+        "url": info.url,
+        "status": "online" if info.up else "reconnecting",
+        "latency": latency,  # nanoseconds, as every duration here
     }
 
 

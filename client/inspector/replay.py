@@ -133,21 +133,22 @@ class _LoopbackWire:
 
 
 class Replayer:
-    """Sends stored requests to the ``local`` server, one thread each.
+    """Sends stored requests to their tunnel's local server, one thread each.
 
-    ``local`` carries the tunnel's ``--host-header`` choice, so a replay shows the
-    local server the Host a tunnel request would.
+    ``locals_`` holds each tunnel's local address, by name, with its
+    ``--host-header`` choice, so a replay shows the local server the Host a
+    tunnel request would; it is reported as an exchange of that tunnel.
     """
 
     def __init__(
         self,
-        local: LocalAddress,
+        locals_: dict[str, LocalAddress],
         events: Events,
         store: Store,
         timeout: float = REPLAY_TIMEOUT,
     ) -> None:
-        self._pool = ConnectionPool(local, POOL_SIZE)
-        self._events = events
+        self._pools = {name: ConnectionPool(local, POOL_SIZE) for name, local in locals_.items()}
+        self._events = {name: events.named(name) for name in locals_}
         self._store = store
         self._timeout = timeout
         # Above every tunnel stream id, so a replay never shares one with a tunnel stream.
@@ -155,21 +156,29 @@ class Replayer:
         self._running: set[HttpStream] = set()
         self._lock = threading.Lock()
 
-    def replay(self, entry: HttpEntry, edits: Edits | None = None) -> str:
-        """Start sending ``entry``'s request again; return the new exchange's id at once."""
+    def replay(self, entry: HttpEntry, edits: Edits | None = None, tunnel: str = "") -> str:
+        """Start sending ``entry``'s request again, to ``tunnel``'s local server (by
+        default the one it came through); return the new exchange's id at once."""
+        tunnel = tunnel or entry.record.tunnel
+        if tunnel not in self._pools:
+            raise ReplayRefused(f"there is no tunnel {tunnel!r} to replay it on")
         request, body = replay_request(
             entry, self._store.body(entry.request_body), edits, next(self._stream_ids)
         )
         stream = HttpStream(request)
+        events = self._events[tunnel]
         self._store.will_replay(stream.record, entry.id)
-        self._events.exchange_started(stream.record)
+        events.exchange_started(stream.record)
         new_id = self._store.id_of(stream.record)
         wire = _LoopbackWire(stream, body)
         wire.open()
         with self._lock:
             self._running.add(stream)
         thread = threading.Thread(
-            target=self._serve, args=(stream, wire), name=f"replay-{entry.id}", daemon=True
+            target=self._serve,
+            args=(stream, wire, tunnel),
+            name=f"replay-{entry.id}",
+            daemon=True,
         )
         thread.start()
         return new_id
@@ -180,10 +189,12 @@ class Replayer:
             running = list(self._running)
         for stream in running:
             stream.cancel(Failure.CANCELLED)
-        self._pool.close()
+        for pool in self._pools.values():
+            pool.close()
 
-    def _serve(self, stream: HttpStream, wire: _LoopbackWire) -> None:
-        runner = ExchangeRunner(wire, lambda request: Exchange(self._pool, request), self._events)
+    def _serve(self, stream: HttpStream, wire: _LoopbackWire, tunnel: str) -> None:
+        pool = self._pools[tunnel]
+        runner = ExchangeRunner(wire, lambda request: Exchange(pool, request), self._events[tunnel])
         timer = threading.Timer(self._timeout, self._give_up, args=(stream,))
         timer.daemon = True
         timer.start()

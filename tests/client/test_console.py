@@ -13,6 +13,7 @@ from client.cli import build_parser
 from client.console import ConsoleLog, JsonLog, status_text, use_colour
 from client.events import Events, ExchangeRecord, Failure, SocketRecord
 
+SERVER = "ws://localhost:8000/tunnel"
 SECRETS = ("Bearer secret-auth", "session=secret-cookie", "secret-set-cookie")
 
 
@@ -43,7 +44,14 @@ def socket(stream: int = 7) -> SocketRecord:
 
 def run_a_session(events: Events, clock: Clock) -> None:
     """A tunnel's life: up, a request, a failed one, a WebSocket, down, back with a new name."""
-    events.tunnel_active("http://abc123.localhost:8000", "abc123", "http://localhost:3000")
+    events.tunnel_active(
+        "http://abc123.localhost:8000",
+        "abc123",
+        "http://localhost:3000",
+        SERVER,
+        0.0234,
+        rules=("basic auth", "allow 10.0.0.0/8"),
+    )
     ok = exchange(3, "POST", "/webhooks/stripe")
     events.exchange_started(ok)
     clock.now += 0.014
@@ -62,15 +70,20 @@ def run_a_session(events: Events, clock: Clock) -> None:
     events.websocket_closed(ws, 1000, "public")
     events.tunnel_down("connection lost", 1.26)
     events.subdomain_changed("abc123", "xyz789")
-    events.tunnel_active("http://xyz789.localhost:8000", "xyz789", "http://localhost:3000")
+    events.tunnel_active("http://xyz789.localhost:8000", "xyz789", "http://localhost:3000", SERVER)
 
 
 def test_console_prints_the_lines_people_know() -> None:
     out, clock = io.StringIO(), Clock()
-    run_a_session(Events([ConsoleLog(out)], clock=clock), clock)
+    log = ConsoleLog(out)
+    log.inspector("http://127.0.0.1:4040")
+    run_a_session(Events([log], clock=clock), clock)
     assert out.getvalue().splitlines() == [
         "Tunnel active: http://abc123.localhost:8000",
         "→ forwarding to http://localhost:3000",
+        "Rules at the edge: basic auth, allow 10.0.0.0/8",
+        "Server: ws://localhost:8000/tunnel (online, 23 ms round trip)",
+        "Inspector: http://127.0.0.1:4040",
         "POST    /webhooks/stripe  200  14 ms",
         "GET     /x  502 connection refused by the local server  1 ms",
         "WS      /hmr?t=1  open",
@@ -79,6 +92,31 @@ def test_console_prints_the_lines_people_know() -> None:
         "Subdomain abc123 was taken; this tunnel is now xyz789.",
         "Tunnel active: http://xyz789.localhost:8000",
         "→ forwarding to http://localhost:3000",
+        "Server: ws://localhost:8000/tunnel (online)",
+        "Inspector: http://127.0.0.1:4040",
+    ]
+
+
+def test_with_several_tunnels_each_line_names_its_tunnel() -> None:
+    out, clock = io.StringIO(), Clock()
+    log = ConsoleLog(out)
+    log.label_tunnels()
+    log.inspector(None, "--no-inspect")
+    web = Events([log], clock=clock, name="web")
+    web.tunnel_active("http://web.localhost:8000", "web", "http://localhost:5173", SERVER, 0.002)
+    api = web.named("api")
+    api.tunnel_down("connection lost", 0.5)
+    request = exchange(9, "GET", "/api/items")
+    api.exchange_started(request)
+    api.response_started(request, 200, [])
+    api.exchange_finished(request)
+    assert out.getvalue().splitlines() == [
+        "Tunnel web active: http://web.localhost:8000",
+        "→ forwarding to http://localhost:5173",
+        "Server: ws://localhost:8000/tunnel (online, 2 ms round trip)",
+        "Inspector: off (--no-inspect)",
+        "api  Tunnel down (connection lost); reconnecting in 0.5 s",
+        "api  GET     /api/items  200  0 ms",
     ]
 
 
@@ -90,12 +128,17 @@ def test_json_lines_have_one_event_each() -> None:
     assert [json.loads(line) for line in lines] == [
         {
             "event": "tunnel_active",
+            "tunnel": "command_line",
             "url": "http://abc123.localhost:8000",
             "subdomain": "abc123",
             "forwarding": "http://localhost:3000",
+            "server": SERVER,
+            "latency_ms": 23.4,
+            "rules": ["basic auth", "allow 10.0.0.0/8"],
         },
         {
             "event": "exchange",
+            "tunnel": "command_line",
             "stream": 3,
             "method": "POST",
             "path": "/webhooks/stripe",
@@ -107,6 +150,7 @@ def test_json_lines_have_one_event_each() -> None:
         },
         {
             "event": "exchange",
+            "tunnel": "command_line",
             "stream": 5,
             "method": "GET",
             "path": "/x",
@@ -118,9 +162,10 @@ def test_json_lines_have_one_event_each() -> None:
             "bytes_in": 0,
             "bytes_out": 0,
         },
-        {"event": "websocket_open", "stream": 7, "path": "/hmr?t=1"},
+        {"event": "websocket_open", "tunnel": "command_line", "stream": 7, "path": "/hmr?t=1"},
         {
             "event": "websocket",
+            "tunnel": "command_line",
             "stream": 7,
             "path": "/hmr?t=1",
             "code": 1000,
@@ -132,13 +177,27 @@ def test_json_lines_have_one_event_each() -> None:
             "messages_in": 1,
             "messages_out": 2,
         },
-        {"event": "tunnel_down", "reason": "connection lost", "retry_in": 1.3},
-        {"event": "subdomain_changed", "previous": "abc123", "subdomain": "xyz789"},
+        {
+            "event": "tunnel_down",
+            "tunnel": "command_line",
+            "reason": "connection lost",
+            "retry_in": 1.3,
+        },
+        {
+            "event": "subdomain_changed",
+            "tunnel": "command_line",
+            "previous": "abc123",
+            "subdomain": "xyz789",
+        },
         {
             "event": "tunnel_active",
+            "tunnel": "command_line",
             "url": "http://xyz789.localhost:8000",
             "subdomain": "xyz789",
             "forwarding": "http://localhost:3000",
+            "server": SERVER,
+            "latency_ms": None,
+            "rules": [],
         },
     ]
 
@@ -244,3 +303,57 @@ def test_log_format_is_text_unless_json_is_asked_for(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--port", "3000", "--log-format", "xml"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def _answer(events: Events, status: int) -> None:
+    record = exchange()
+    events.exchange_started(record)
+    events.response_started(record, status, [])
+    events.exchange_finished(record)
+
+
+HINT = (
+    "Hint: the local server answered 403. If it checks the Host header (Vite's "
+    '"Blocked request", Django\'s ALLOWED_HOSTS, webpack, Rails), start the client '
+    "with --host-header rewrite"
+)
+
+
+def test_the_first_403_of_a_tunnel_passing_the_public_host_hints_at_rewrite() -> None:
+    out = io.StringIO()
+    # A clock of the test's: on a busy machine a real one makes "0 ms" read "4 ms".
+    events = Events([ConsoleLog(out)], clock=Clock())
+    events.tunnel_active("http://a.localhost", "a", "http://localhost:5173", SERVER)
+    _answer(events, 403)
+    _answer(events, 403)
+    events.tunnel_active("http://a.localhost", "a", "http://localhost:5173", SERVER)  # again
+    _answer(events, 403)
+    lines = out.getvalue().splitlines()
+    line = "GET     /x  403  0 ms"
+    assert lines[4:7] == [line, HINT, line]  # after the status block (4 lines)
+    assert lines[-1] == line
+    assert lines.count(HINT) == 1  # once a run, not again after a reconnection
+
+
+def test_no_hint_once_the_host_is_rewritten() -> None:
+    out = io.StringIO()
+    events = Events([ConsoleLog(out)])
+    events.tunnel_active(
+        "http://a.localhost", "a", "http://localhost:5173", SERVER, host_header="rewrite"
+    )
+    _answer(events, 403)
+    assert HINT not in out.getvalue().splitlines()
+
+
+def test_a_refusal_at_the_edge_is_a_line_and_an_event() -> None:
+    """The console says what was refused and by which rule; JSON has a refused event."""
+    out, json_out = io.StringIO(), io.StringIO()
+    Events([ConsoleLog(out), JsonLog(json_out)]).refused_at_edge("GET", "/path", 401, "basic auth")
+    assert "401 GET /path refused at the edge: basic auth" in out.getvalue()
+    event = json.loads(json_out.getvalue())
+    assert (event["event"], event["path"], event["status"], event["rule"]) == (
+        "refused",
+        "/path",
+        401,
+        "basic auth",
+    )

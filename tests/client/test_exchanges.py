@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+import websocket
 
 from client import protocol
 from client.console import status_text
@@ -364,8 +365,11 @@ class _ScriptedSocket:
     def send(self, text: str) -> None:
         self.sent.append(text)
 
-    def recv(self) -> str:
-        return self._reply
+    def ping(self, payload: bytes) -> None:
+        pass  # no pong comes back: the round trip stays unknown
+
+    def recv_data(self, control_frame: bool = False) -> tuple[int, bytes]:
+        return websocket.ABNF.OPCODE_TEXT, self._reply.encode()
 
 
 def test_a_busy_server_is_retried_and_a_refused_token_is_not() -> None:

@@ -44,7 +44,9 @@ def test_a_tunnel_the_server_closes_closes_its_socket(closing_server: Server) ->
     url = f"ws://127.0.0.1:{port}/tunnel"
     config = Config(server=url, token="t", local_host="127.0.0.1", local_port=9)
     ws = websocket.create_connection(url, timeout=5, enable_multithread=True)
-    authenticate(ws, config.token, None)
+    _, latency = authenticate(ws, config.token, None)
+    # The ping sent before auth came back: the round trip is known from the start.
+    assert latency is not None and 0 < latency < 5
     with pytest.raises(ConnectionLost, match="1001"):
         Tunnel(ws, config, Events()).run()
     assert ws.sock is None

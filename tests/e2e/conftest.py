@@ -1,7 +1,9 @@
 """Fixtures for the end-to-end tests: real daphne, the real client, a real local server.
 
 Every test that uses ``layer`` (directly or through ``tunnel``/``launcher``) runs
-twice: on the embedded in-memory layer and on Redis. Tests that leave the
+twice, on the two deployments the README describes: the embedded default (the
+in-memory layer and SQLite) and production's (Redis and PostgreSQL); ``database``
+is the layer's. Tests that leave the
 processes as they found them share one server and client per layer
 (``tunnel``); tests that stop, restart or time out start their own through
 ``launcher``, which stops them again.
@@ -15,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -23,9 +25,11 @@ from harness import (
     Client,
     HarnessError,
     KeyPrefix,
+    PostgresDatabase,
     Process,
     Server,
     clean_environ,
+    execute,
     manage,
     serve_argv,
 )
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
 
 #: Our own database number on the shared Redis server; keys also carry a per-run prefix.
 REDIS_URL = "redis://127.0.0.1:6379/9"
+#: Our databases on the shared PostgreSQL are named lmtest_<pid>_<random>.
+POSTGRES_TAG = "lmtest"
 #: Debian's Chromium (``apt-get install chromium``): Playwright never downloads a browser.
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -106,6 +112,11 @@ class Database:
     def revoke_token(self, token: Token) -> None:
         manage("revoke_token", token.name, env=self.env)
 
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one SQL statement (``%s`` placeholders) on this database, SQLite or
+        PostgreSQL alike, committed; return its rows."""
+        return execute(self.url, statement, params)
+
 
 class Launcher:
     """Starts servers and clients for one layer and stops them all in ``close()``."""
@@ -124,6 +135,8 @@ class Launcher:
                 "LUMINET_PUBLIC_URL": "http://localhost",
                 "LUMINET_REQUEST_TIMEOUT": "10",
                 "LUMINET_SUBDOMAIN_GRACE": "60",
+                # Stopped at once unless a test is about draining (tunnels.drain).
+                "LUMINET_DRAIN_SECONDS": "0",
             }
         )
         env.update(settings)
@@ -151,7 +164,13 @@ class Launcher:
         log_format: str = "json",
     ) -> Client:
         """Start a client for ``server`` (a Server, or a ws:// URL such as a proxy's);
-        ``args`` are more flags, ``home`` another HOME than the session's."""
+        ``args`` are more flags, ``home`` another HOME than the session's.
+
+        One connection unless ``args`` say otherwise: these tests are about one
+        server process, where a second connection adds only start-up time;
+        several connections are test_connections.py's, behind Caddy."""
+        if not any(arg.startswith("--connections") for arg in args):
+            args = ["--connections", "1", *args]
         client = Client(
             server_url=server if isinstance(server, str) else server.ws_url,
             local_port=local_port,
@@ -219,12 +238,61 @@ class WsTunnel:
         return f"{self.server.describe()}\n{self.client.describe()}"
 
 
-@pytest.fixture(scope="session")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
+def required(service: str, reason: str) -> NoReturn:
+    """Skip a test for want of ``service``; fail it when CI=true, where every service runs."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: {service} is required)")
+    pytest.skip(reason)
+
+
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Database:
+    """A new SQLite database with every migration applied."""
     path = tmp_path_factory.mktemp("db") / "db.sqlite3"
     db = Database(f"sqlite:///{path}")
     manage("migrate", "--noinput", env=db.env)
     return db
+
+
+@pytest.fixture(scope="session")
+def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> Database:
+    """The embedded default's database, for the in-memory layer and the tests of one layer."""
+    return migrated_database(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[Database]:
+    """A PostgreSQL database of this run's own (127.0.0.1:5432, user postgres), migrated
+    once and dropped at the end; skipped without PostgreSQL, a failure when CI=true."""
+    try:
+        created = PostgresDatabase(POSTGRES_TAG)
+    except HarnessError as exc:
+        required("PostgreSQL", str(exc))
+    try:
+        db = Database(created.url)
+        manage("migrate", "--noinput", env=db.env)
+        yield db
+    finally:
+        created.close()
+
+
+@pytest.fixture(scope="session")
+def stack_database(request: pytest.FixtureRequest) -> Database | None:
+    """PostgreSQL for the deployments behind Caddy (harness.stack), as production runs
+    them: ``postgres_database``; without PostgreSQL, None (the stack's own SQLite, so
+    the Caddy tests still run), a failure when CI=true."""
+    try:
+        database: Database = request.getfixturevalue("postgres_database")
+    except pytest.skip.Exception:
+        return None
+    return database
+
+
+@pytest.fixture(scope="session")
+def database(layer: Layer, request: pytest.FixtureRequest) -> Database:
+    """The layer's database: SQLite beside the in-memory layer, PostgreSQL beside Redis."""
+    return request.getfixturevalue(
+        "postgres_database" if layer.name == "redis" else "sqlite_database"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -235,8 +303,20 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def dev_token(database: Database) -> Token:
-    """A valid token for every test that does not revoke it."""
+    """A valid token of the layer's database for every test that does not revoke it."""
     return database.issue_token("e2e-dev")
+
+
+@pytest.fixture(scope="session")
+def sqlite_token(sqlite_database: Database) -> Token:
+    """A valid token of ``sqlite_database``, for tests of the in-memory layer alone."""
+    return sqlite_database.issue_token("e2e-dev")
+
+
+@pytest.fixture(scope="session")
+def postgres_token(postgres_database: Database) -> Token:
+    """A valid token of ``postgres_database``, for tests of Redis alone."""
+    return postgres_database.issue_token("e2e-dev")
 
 
 @pytest.fixture(scope="session")
@@ -254,9 +334,7 @@ def redis_env() -> Iterator[dict[str, str]]:
     try:
         keys = KeyPrefix(REDIS_URL, "lmtest")
     except HarnessError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{exc} (CI=true: Redis is required)")
-        pytest.skip(str(exc))
+        required("Redis", str(exc))
     try:
         yield keys.env
     finally:
@@ -314,16 +392,16 @@ def ws_tunnel(
 
 
 @pytest.fixture(scope="session")
-def inspected(database: Database, dev_token: Token, home: Path) -> Iterator[Inspected]:
+def inspected(sqlite_database: Database, sqlite_token: Token, home: Path) -> Iterator[Inspected]:
     """A client with its inspector on, forwarding to a local server of its own.
 
     The inspector is client-side, so one layer (memory) is enough for it.
     """
     local = LocalServer()
-    launcher = Launcher(database, Layer("memory", {}), home)
+    launcher = Launcher(sqlite_database, Layer("memory", {}), home)
     try:
         server = launcher.server(name="inspect-server")
-        client = launcher.client(server, dev_token, local.port, name="inspect-client")
+        client = launcher.client(server, sqlite_token, local.port, name="inspect-client")
         _, url, subdomain = client.wait_active()
         yield Inspected(server, client, local, url, subdomain, client.inspector_url())
     finally:

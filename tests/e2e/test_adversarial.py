@@ -2,12 +2,13 @@
 tunnel on the same server is unaffected.
 
 A malicious tunnel client is a raw WebSocket with a valid token; a hostile public
-caller is a raw socket. Faults use a private ``redis-server``, never the shared one.
+caller is a raw socket. Redis outages have their own file, ``test_redis_outage.py``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -22,11 +23,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from client import protocol
-from harness import PrivateRedis
 from tunnels.relay.stream import LIVENESS_INTERVAL
 
 from . import http1, rawclient
-from .conftest import Database, Launcher, Layer, Token, Tunnel
+from .conftest import Database, Launcher, Token, Tunnel
 from .localserver import Reply
 from .rawtunnel import RawTunnel
 from .wslocal import connect as ws_connect
@@ -100,74 +100,7 @@ def test_deeply_nested_json_from_a_live_tunnel_frees_its_subdomain(
     assert_not_found_for(server.port, f"{raw.subdomain}.localhost", 4 * HEARTBEAT)
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    redis = PrivateRedis(tmp_path)
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
-
-
-def test_channel_layer_failure_closes_the_tunnel_and_leaves_no_zombie(
-    database: Database, home: Path, private_redis: PrivateRedis, raw_tunnels: list[RawTunnel]
-) -> None:
-    """Redis dying under a live tunnel closes it with 1011; once Redis is back (empty),
-    its subdomain is free and answers a fast 502, and new tunnels connect."""
-    layer = Layer("private-redis", {"REDIS_URL": private_redis.url})
-    launcher = Launcher(database, layer, home)
-    try:
-        server = launcher.server(LUMINET_HEARTBEAT_INTERVAL=str(HEARTBEAT))
-        token = database.issue_token("e2e-fault")
-        raw = RawTunnel(server.ws_url, token)
-        raw_tunnels.append(raw)
-        private_redis.stop()
-        assert raw.close_code() == 1011
-        response, took = public_get(server.port, f"{raw.subdomain}.localhost")
-        assert (response.status, response.value("Luminet-Error")) == (503, "unavailable")
-        assert took < FAST
-        private_redis.start()
-        assert_not_found_for(server.port, f"{raw.subdomain}.localhost", 4 * HEARTBEAT)
-        again = RawTunnel(server.ws_url, token)
-        raw_tunnels.append(again)
-        assert again.subdomain
-    finally:
-        launcher.close()
-
-
-def test_a_client_serves_again_after_redis_restarts_empty(
-    database: Database, home: Path, private_redis: PrivateRedis, local_server
-) -> None:
-    """A Redis restart (empty) is survived without restarting the server: while Redis is
-    down requests get a fast 503; once it is back the client reconnects, gets its
-    subdomain again and serves."""
-    layer = Layer("private-redis", {"REDIS_URL": private_redis.url})
-    launcher = Launcher(database, layer, home)
-    try:
-        server = launcher.server(LUMINET_HEARTBEAT_INTERVAL=str(HEARTBEAT))
-        client = launcher.client(server, database.issue_token("e2e-restart"), local_server.port)
-        first, _, subdomain = client.wait_active()
-        host = f"{subdomain}.localhost"
-        assert public_get(server.port, host)[0].status == 200
-        private_redis.stop()
-        down = client.wait_down(start=first)
-        response, took = public_get(server.port, host)
-        assert (response.status, response.value("Luminet-Error"), took < FAST) == (
-            503,
-            "unavailable",
-            True,
-        )
-        # A reconnect while Redis is down is refused as "try again", not as a bad token.
-        down = client.wait_down(start=down + 1, timeout=30)
-        assert client.running()
-        private_redis.start()
-        _, _, again = client.wait_active(start=down, timeout=30)
-        assert again == subdomain
-        response, _ = public_get(server.port, host)
-        assert response.status == 200
-    finally:
-        launcher.close()
+# Redis dying under a live tunnel, and coming back empty: tests/e2e/test_redis_outage.py.
 
 
 # -- response framing from the tunnel is checked (defect 3) -------------------------
@@ -337,13 +270,16 @@ LINGER = 5.0
 
 
 def spooled_files(pid: int) -> list[str]:
-    """The server's open files that are temporary files (deleted, or in the temp dir)."""
+    """The server's open files that are temporary files (deleted, or in the temp dir),
+    but for the test's SQLite database (and its journal), which lives in the temp dir."""
     found = []
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
             target = os.readlink(fd)
         except FileNotFoundError:
             continue  # closed meanwhile
+        if re.search(r"/db\.sqlite3(-wal|-shm|-journal)?$", target):
+            continue
         if target.endswith("(deleted)") or target.startswith(tempfile.gettempdir()):
             found.append(target)
     return found

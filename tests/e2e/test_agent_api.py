@@ -107,7 +107,16 @@ def test_status_says_online(inspected: Inspected) -> None:
     status = inspected.get("/api/status")
     assert status["status"] == "online"
     assert status["uri"] == "/api/status"
-    assert status["session"] == {"status": "online", "url": inspected.url}
+    session = status["session"]
+    assert (session["status"], session["url"]) == ("online", inspected.url)
+    (tunnel,) = session["tunnels"]
+    assert (tunnel["name"], tunnel["url"], tunnel["status"]) == (
+        "command_line",
+        inspected.url,
+        "online",
+    )
+    # The round trip of the ping sent before authenticating, in nanoseconds.
+    assert 0 < tunnel["latency"] < 5e9
 
 
 # -- captured requests ----------------------------------------------------------------
@@ -274,7 +283,7 @@ def test_another_sites_page_cannot_replay_or_clear(inspected: Inspected, uid: st
     assert inspected.call("POST", "/api/requests/http", replay, headers=own).status == 204
 
 
-def test_the_token_never_shows(inspected: Inspected, dev_token: Token, uid: str) -> None:
+def test_the_token_never_shows(inspected: Inspected, sqlite_token: Token, uid: str) -> None:
     """Neither the page, the API nor the HAR export holds the client's token."""
     inspected.through_tunnel("GET", f"/{uid}/any")
     (captured,) = inspected.find(f"/{uid}/any")
@@ -292,7 +301,7 @@ def test_the_token_never_shows(inspected: Inspected, dev_token: Token, uid: str)
     for target in targets:
         response = inspected.call("GET", target)
         assert response.status == 200, target
-        assert dev_token.value.encode() not in response.body, target
+        assert sqlite_token.value.encode() not in response.body, target
 
 
 # -- pyngrok -----------------------------------------------------------------------------
@@ -343,18 +352,18 @@ def test_pyngrok_reads_the_api(inspected: Inspected, uid: str) -> None:
 
 
 def test_a_taken_port_moves_the_inspector_to_the_next(
-    inspected: Inspected, database: Database, dev_token: Token, home: Path
+    inspected: Inspected, sqlite_database: Database, sqlite_token: Token, home: Path
 ) -> None:
     """As ngrok does: the first port is taken, so the next free one is used and printed."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        launcher = Launcher(database, Layer("memory", {}), home)
+        launcher = Launcher(sqlite_database, Layer("memory", {}), home)
         try:
             client = launcher.client(
                 inspected.server,
-                dev_token,
+                sqlite_token,
                 inspected.local.port,
                 name="next-port",
                 args=["--inspect-port", str(port)],
@@ -367,12 +376,12 @@ def test_a_taken_port_moves_the_inspector_to_the_next(
 
 
 def test_text_output_says_where_the_inspector_is(
-    inspected: Inspected, dev_token: Token, home: Path
+    inspected: Inspected, sqlite_token: Token, home: Path
 ) -> None:
     client = Client(
         server_url=inspected.server.ws_url,
         local_port=inspected.local.port,
-        token=dev_token.value,
+        token=sqlite_token.value,
         home=home,
         log_format="text",
         name="text-inspect",
@@ -387,18 +396,22 @@ def test_text_output_says_where_the_inspector_is(
         client.stop()
 
 
-def test_no_inspect_means_no_inspector(inspected: Inspected, dev_token: Token, home: Path) -> None:
+def test_no_inspect_means_no_inspector(
+    inspected: Inspected, sqlite_token: Token, home: Path
+) -> None:
     client = Client(
         server_url=inspected.server.ws_url,
         local_port=inspected.local.port,
-        token=dev_token.value,
+        token=sqlite_token.value,
         home=home,
         name="no-inspect",
         args=["--no-inspect"],
     )
     try:
         client.wait_active()
-        assert client.events("inspector") == []
+        assert client.events("inspector") == [
+            {"event": "inspector", "url": None, "reason": "--no-inspect"}
+        ]
     finally:
         client.stop()
 
@@ -407,13 +420,13 @@ def test_no_inspect_means_no_inspector(inspected: Inspected, dev_token: Token, h
 
 
 def test_websocket_messages_are_listed(
-    inspected: Inspected, ws_local: WsLocalServer, dev_token: Token, home: Path, uid: str
+    inspected: Inspected, ws_local: WsLocalServer, sqlite_token: Token, home: Path, uid: str
 ) -> None:
     """Direction, kind, size and a preview of each message, which ngrok does not show."""
     client = Client(
         server_url=inspected.server.ws_url,
         local_port=ws_local.port,
-        token=dev_token.value,
+        token=sqlite_token.value,
         home=home,
         name="ws-inspect",
     )
@@ -455,14 +468,14 @@ def test_websocket_messages_are_listed(
 
 
 def test_a_replay_gets_the_host_header_choice_of_the_tunnel(
-    inspected: Inspected, database: Database, dev_token: Token, home: Path, uid: str
+    inspected: Inspected, sqlite_database: Database, sqlite_token: Token, home: Path, uid: str
 ) -> None:
     """With --host-header rewrite, the replay shows the local server the local address too."""
-    launcher = Launcher(database, Layer("memory", {}), home)
+    launcher = Launcher(sqlite_database, Layer("memory", {}), home)
     try:
         client = launcher.client(
             inspected.server,
-            dev_token,
+            sqlite_token,
             inspected.local.port,
             name="rewrite",
             args=["--host-header", "rewrite"],

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 #: Seconds for the client to report something that already happened.
 REPORT_TIMEOUT = 10.0
 #: The keys of every ``exchange`` event, and those a failed one adds.
-EXCHANGE_KEYS = {"event", "stream", "method", "path", "status", "outcome", "ms"}
+EXCHANGE_KEYS = {"event", "tunnel", "stream", "method", "path", "status", "outcome", "ms"}
 EXCHANGE_KEYS |= {"bytes_in", "bytes_out"}
 FAILURE_KEYS = {"failure", "reason"}
 
@@ -89,6 +89,7 @@ def test_refused_exchange_event_says_why(
     _, warning = client.wait_event("local_unreachable", REPORT_TIMEOUT)
     assert warning == {
         "event": "local_unreachable",
+        "tunnel": "command_line",
         "forwarding": f"http://{address}",
         "reason": f"connection refused by {address}",
     }

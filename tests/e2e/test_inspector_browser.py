@@ -49,6 +49,11 @@ def test_a_request_appears_live_and_an_edited_replay_reaches_the_local_server(
     body = json.dumps({"item": "book", "quantity": 2}).encode()
 
     page = browser.new_page(viewport={"width": 1360, "height": 820})
+    errors: list[str] = []
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(inspected.api + "/", timeout=WAIT_MS)
         expect(page.locator("#live")).not_to_have_class("off", timeout=WAIT_MS)
@@ -113,5 +118,7 @@ def test_a_request_appears_live_and_an_edited_replay_reaches_the_local_server(
         shots = Path(os.environ.get("LUMINET_SCREENSHOT_DIR") or tmp_path)
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / "inspector.png"))
+        # No script error, no refused style, no missing favicon on the way.
+        assert errors == []
     finally:
         page.close()

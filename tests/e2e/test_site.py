@@ -95,7 +95,9 @@ def test_stats_interval_logs_tasks_connections_and_budget(
     server = launcher.server(name="stats-server", LUMINET_STATS_INTERVAL="0.2")
     _, idle = server.stdout.wait_for(STATS_RE, timeout=10)
     assert idle.groups() == ("0", "0", "0")
-    client = launcher.client(server, dev_token, local_server.port, name="stats-client")
+    client = launcher.client(
+        server, dev_token, local_server.port, name="stats-client", args=["--connections", "1"]
+    )
     client.wait_active()
     _, busy = server.stdout.wait_for(r"stats: tasks=(\d+) connections=1 budget_held=0$", 10)
     assert int(busy[1]) > 0  # the tunnel's consumer and its heartbeat

@@ -175,3 +175,9 @@ def test_a_second_client_on_the_same_port_does_not_take_the_first_ones_name(
     response = rawclient.request(tunnel.port, "GET", f"/{uid}/first", f"{subdomain}.localhost")
     assert (response.status, response.body) == (200, b"ok")
     assert again.running()
+    # The second client did not overwrite the name webhooks know: the next restart
+    # of the port's client gets the first one's name back.
+    second.stop()
+    again.stop()
+    third = launcher.client(tunnel.server, dev_token, tunnel.local.port, home=tmp_path)
+    assert third.wait_active()[2] == subdomain

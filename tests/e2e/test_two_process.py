@@ -19,9 +19,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def redis_launcher(redis_env: dict[str, str], database: Database, home: Path) -> Iterator[Launcher]:
+def redis_launcher(
+    redis_env: dict[str, str], postgres_database: Database, home: Path
+) -> Iterator[Launcher]:
     """Like ``launcher``, always on Redis: the in-memory layer cannot span processes."""
-    launcher = Launcher(database, Layer("redis", redis_env), home)
+    launcher = Launcher(postgres_database, Layer("redis", redis_env), home)
     try:
         yield launcher
     finally:
@@ -29,12 +31,12 @@ def redis_launcher(redis_env: dict[str, str], database: Database, home: Path) ->
 
 
 def test_request_to_other_process_reaches_tunnel(
-    redis_launcher: Launcher, local_server: LocalServer, dev_token: Token, uid: str
+    redis_launcher: Launcher, local_server: LocalServer, postgres_token: Token, uid: str
 ) -> None:
     """Client on server A; public requests to server B are answered by the local server."""
     server_a = redis_launcher.server(name="server-a")
     server_b = redis_launcher.server(name="server-b")
-    client = redis_launcher.client(server_a, dev_token, local_server.port, name="client-on-a")
+    client = redis_launcher.client(server_a, postgres_token, local_server.port, name="client-on-a")
     _, _, subdomain = client.wait_active()
     host = f"{subdomain}.localhost"
 
@@ -59,7 +61,7 @@ def test_request_to_other_process_reaches_tunnel(
 
 
 def test_response_through_other_process_ends_when_tunnel_server_dies(
-    redis_launcher: Launcher, local_server: LocalServer, dev_token: Token, uid: str
+    redis_launcher: Launcher, local_server: LocalServer, postgres_token: Token, uid: str
 ) -> None:
     """Server A dies mid-response without telling anyone: server B cuts the response.
 
@@ -69,7 +71,7 @@ def test_response_through_other_process_ends_when_tunnel_server_dies(
     """
     server_a = redis_launcher.server(name="server-a", LUMINET_HEARTBEAT_INTERVAL="1")
     server_b = redis_launcher.server(name="server-b", LUMINET_HEARTBEAT_INTERVAL="1")
-    client = redis_launcher.client(server_a, dev_token, local_server.port, name="client-on-a")
+    client = redis_launcher.client(server_a, postgres_token, local_server.port, name="client-on-a")
     _, _, subdomain = client.wait_active()
     path = f"/{uid}/slow-download"
     local_server.stream(path, Download(50 * 1024 * 1024, rate=1024 * 1024))

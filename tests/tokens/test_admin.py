@@ -29,7 +29,10 @@ def client(django_user_model, settings):
 
 
 def add_token(client, name="laptop", **data):
-    return client.post(ADD_URL, {"name": name, "expires_at_0": "", "expires_at_1": "", **data})
+    """Post the add form and follow its redirect to the issued page."""
+    response = client.post(ADD_URL, {"name": name, "expires_at_0": "", "expires_at_1": "", **data})
+    assert response.status_code == 302, response.content.decode()
+    return response, client.get(response["Location"])
 
 
 def shown(response, element_id: str) -> str:
@@ -42,29 +45,64 @@ def shown_plaintext(response) -> str:
     return shown(response, "issued-token")
 
 
-def test_adding_a_token_shows_its_plaintext_once(client):
-    """The response to the add form shows the new token's plaintext: once alone, once in
-    the command that runs the client, and nowhere else."""
-    response = add_token(client)
-    assert response.status_code == 200
-    plaintext = shown_plaintext(response)
+def test_adding_a_token_redirects_to_a_page_that_shows_its_plaintext_once(client):
+    """The add form's POST redirects; the page it leads to shows the new token's plaintext:
+    once alone, and in the two commands that run the client, and nowhere else."""
+    posted, page = add_token(client)
     token = Token.objects.get()
+    assert posted["Location"] == reverse("admin:tokens_token_issued", args=[token.pk])
+    assert page.status_code == 200
+    plaintext = shown_plaintext(page)
     assert crypto.digest(plaintext) == token.digest
-    assert response.content.decode().count(plaintext) == 2
-    assert plaintext in shown(response, "run-command")
-    assert "will not be shown again" in response.content.decode()
-    assert "no-store" in response["Cache-Control"]
+    assert page.content.decode().count(plaintext) == 3
+    assert plaintext in shown(page, "run-command")
+    assert plaintext in shown(page, "module-command")
+    assert "will not be shown again" in page.content.decode()
+    assert "no-store" in page["Cache-Control"]
+
+
+def test_reloading_the_issued_page_issues_nothing_and_shows_no_plaintext(client):
+    """A second GET of the issued page creates no token and shows the plaintext no more."""
+    _, page = add_token(client)
+    plaintext = shown_plaintext(page)
+    count = Token.objects.count()
+    again = client.get(page.wsgi_request.path)
+    assert again.status_code == 200
+    assert Token.objects.count() == count == 1
+    assert plaintext not in again.content.decode()
+    assert 'id="issued-token"' not in again.content.decode()
+    assert 'id="already-shown"' in again.content.decode()
+
+
+def test_a_duplicate_name_is_refused_in_the_form(client):
+    """A name that an unrevoked token has is refused with a message; nothing is issued."""
+    Token.objects.issue("laptop")
+    response = client.post(ADD_URL, {"name": "laptop", "expires_at_0": "", "expires_at_1": ""})
+    assert response.status_code == 200
+    assert "A token with this name is in use: revoke it first" in response.content.decode()
+    assert Token.objects.count() == 1
+
+
+def test_a_revoked_tokens_name_can_be_used_again(client):
+    """Once its token is revoked, a name is free for a new one."""
+    old, _ = Token.objects.issue("laptop")
+    Token.objects.filter(pk=old.pk).revoke()
+    _, page = add_token(client)
+    assert crypto.digest(shown_plaintext(page)) == Token.objects.get(revoked=False).digest
 
 
 def test_the_issued_page_shows_the_commands_with_the_token_filled_in(client, settings):
-    """Below the new token: download the client, then run it with this server's URL and
-    the token in TUNNEL_TOKEN."""
-    response = add_token(client)
-    plaintext = shown_plaintext(response)
+    """Below the new token: download the client and run it, or run it as a module, with
+    this server's URL and the token in TUNNEL_TOKEN."""
+    _, page = add_token(client)
+    plaintext = shown_plaintext(page)
     base = settings.LUMINET_PUBLIC_URL
-    assert shown(response, "download-command") == f"curl -fsSO {base}/luminet.pyz"
-    assert shown(response, "run-command") == (
+    assert shown(page, "download-command") == f"curl -fsSO {base}/luminet.pyz"
+    assert shown(page, "run-command") == (
         f"TUNNEL_TOKEN={plaintext} python3 luminet.pyz http 3000 --server {base}"
+    )
+    assert shown(page, "module-command") == (
+        f"TUNNEL_TOKEN={plaintext} python -m client --server {base} --port 3000"
     )
 
 
@@ -86,12 +124,12 @@ def test_a_token_added_with_an_expiry_keeps_it(client):
 
 
 def test_the_plaintext_is_not_kept_in_cookies_session_messages_or_urls(client):
-    """After issuing, the plaintext is nowhere but in the body of that one response."""
-    response = add_token(client)
+    """After the issued page, the plaintext is nowhere but in the body of that one page."""
+    posted, response = add_token(client)
     plaintext = shown_plaintext(response)
     secret = plaintext[8:]
-    assert not response.has_header("Location")
-    assert all(secret not in value for _, value in response.items())
+    for each in (posted, response):
+        assert all(secret not in value for _, value in each.items())
     cookies = [*response.cookies.values(), *client.cookies.values()]
     assert all(secret not in morsel.OutputString() for morsel in cookies)
     assert [str(m) for m in get_messages(response.wsgi_request)] == []

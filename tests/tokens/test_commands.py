@@ -84,15 +84,23 @@ def test_issue_token_refuses_an_unreasonable_expiry(days):
 
 
 def test_revoke_token_revokes_by_name():
-    """revoke_token NAME revokes every token with that exact name."""
-    Token.objects.issue("laptop")
+    """revoke_token NAME revokes the token with that exact name."""
     Token.objects.issue("laptop")
     other, _ = Token.objects.issue("laptop2")
     lines = revoke("laptop")
-    assert lines[-1] == "2 token(s) revoked."
-    assert Token.objects.filter(revoked=True).count() == 2
+    assert lines[-1] == "1 token(s) revoked."
+    assert Token.objects.filter(revoked=True).count() == 1
     other.refresh_from_db()
     assert not other.revoked
+
+
+def test_a_name_in_use_is_refused_and_free_again_once_revoked():
+    Token.objects.issue("laptop")
+    with pytest.raises(CommandError, match="a token named 'laptop' is in use: revoke it first"):
+        call_command("issue_token", "--name", "laptop", stdout=StringIO())
+    revoke("laptop")
+    Token.objects.issue("laptop")  # a revoked token's name may be used again
+    assert Token.objects.filter(name="laptop").count() == 2
 
 
 def test_revoke_token_revokes_by_prefix():

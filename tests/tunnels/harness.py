@@ -32,22 +32,33 @@ def backends(capacity: int = 100) -> Backends:
 
 @dataclass
 class FakeTokens:
-    """Two valid tokens; ``revoked`` ids stop being valid."""
+    """Two valid tokens; ``revoked`` ids stop being valid; ``reserved`` maps names to ids."""
 
     revoked: set[int] = field(default_factory=set)
+    reserved: dict[str, int] = field(default_factory=dict)
+    #: Each token's allow list as the operator set it (``Token.allowed_cidrs``).
+    allowed_cidrs: dict[int, str] = field(default_factory=dict)
 
     async def authenticate(self, plaintext: str) -> AuthenticatedToken | None:
         known = {GOOD_TOKEN: 1, OTHER_TOKEN: 2}
         if plaintext not in known:
             return None
         token_id = known[plaintext]
-        return AuthenticatedToken(id=token_id, name=f"t{token_id}", prefix=plaintext[:8])
+        return AuthenticatedToken(
+            id=token_id,
+            name=f"t{token_id}",
+            prefix=plaintext[:8],
+            allowed_cidrs=self.allowed_cidrs.get(token_id, ""),
+        )
 
     async def is_still_valid(self, token_id: int) -> bool:
         return token_id not in self.revoked
 
+    async def reserved_for(self, name: str) -> int | None:
+        return self.reserved.get(name)
+
     def tokens(self) -> Tokens:
-        return Tokens(self.authenticate, self.is_still_valid)
+        return Tokens(self.authenticate, self.is_still_valid, self.reserved_for)
 
 
 class ScriptedTunnel:

@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from tunnels.hosts import MainHost, TunnelHost, classify, public_url
-from tunnelsite.settings import parse_database_url, parse_public_url
+from tunnelsite.settings import parse_bind, parse_database_url, parse_public_url
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,14 @@ def test_database_urls():
     )
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
         parse_database_url("mysql://x/y")
+
+
+def test_metrics_bind_takes_an_address_and_a_port():
+    assert parse_bind("X", "127.0.0.1:9464") == ("127.0.0.1", 9464)
+    assert parse_bind("X", "[::1]:9464") == ("::1", 9464)
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", ":9464", "127.0.0.1:http", "127.0.0.1:70000"])
+def test_bad_metrics_bind_names_the_variable(value):
+    with pytest.raises(ImproperlyConfigured, match="LUMINET_METRICS_BIND"):
+        parse_bind("LUMINET_METRICS_BIND", value)

@@ -95,7 +95,7 @@ async def _record(lost: list, channel: str) -> None:
     lost.append(channel)
 
 
-async def unchanged(message: dict) -> dict:
+async def unchanged(channel: str, message: dict) -> dict:
     return message
 
 

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from tunnels import registry
-from tunnels.registry import Claim, MemoryRegistry, RedisRegistry, Route
+from tunnels.registry import Claim, Member, MemoryRegistry, RedisRegistry, Route
 
 from .conftest import REDIS_URL
 
@@ -92,7 +92,7 @@ def test_same_token_takes_over_its_live_subdomain(make_registry):
     async def scenario():
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-old")
-            assert await reg.claim("abc123", 1, "chan-new") == Claim(True, replaced="chan-old")
+            assert await reg.claim("abc123", 1, "chan-new") == Claim(True, replaced=("chan-old",))
             assert await reg.lookup("abc123") == Route("abc123", "chan-new")
             # The stale owner can neither refresh nor release it any more.
             assert not await reg.refresh("abc123", 1, "chan-old")
@@ -224,3 +224,179 @@ def test_without_take_over_a_live_entry_of_the_same_token_stays(make_registry):
     assert refused == Claim(False)
     assert still == Route("abc123", "chan-a")
     assert after_hold == Claim(True)
+
+
+def test_policy_travels_in_the_entry(make_registry):
+    """A claim's policy comes back with every lookup, and with an entry a refresh restores."""
+    from tunnels.edge.policy import TunnelPolicy
+
+    build, expire = make_registry
+    policy = TunnelPolicy.build(["ann:correct horse"], ["10.0.0.0/8"], ["::/0"])
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a", policy=policy)
+            found = await reg.lookup("abc123")
+            assert found.policy == policy
+            assert found.policy.credentials_match(b"ann:correct horse")
+            expire("abc123", 3600)  # the registry lost the entry
+            assert await reg.refresh("abc123", 1, "chan-a", policy)
+            assert (await reg.lookup("abc123")).policy == policy
+            await reg.claim("plain1", 1, "chan-b")
+            assert (await reg.lookup("plain1")).policy is None
+
+    run(scenario())
+
+
+# -- several connections per tunnel ------------------------------------------------
+
+A = Member(node="node-a", tunnel="tunnel-one", slot=0)
+B = Member(node="node-b", tunnel="tunnel-one", slot=1)
+
+
+def channels(route):
+    return sorted(c.channel for c in route.connections)
+
+
+def test_a_tunnels_second_connection_joins_and_both_are_routed_to(make_registry):
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            assert await reg.claim("abc123", 1, "chan-a", take_over=False, member=A) == Claim(True)
+            assert await reg.claim("abc123", 1, "chan-b", take_over=False, member=B) == Claim(True)
+            route = await reg.lookup("abc123")
+            picked = {(await reg.lookup("abc123")).channel for _ in range(60)}
+            nodes = sorted(c.node for c in route.connections)
+            return channels(route), nodes, picked
+
+    found, nodes, picked = run(scenario())
+    assert found == ["chan-a", "chan-b"] and nodes == ["node-a", "node-b"]
+    assert picked == {"chan-a", "chan-b"}  # spread over both (1 in 2**59 to fail)
+
+
+def test_losing_one_connection_keeps_the_tunnel_on_the_other(make_registry):
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a", member=A)
+            await reg.claim("abc123", 1, "chan-b", member=B)
+            first_was_last = await reg.release("abc123", "chan-a", 1, grace=60)
+            route = await reg.lookup("abc123")
+            second_was_last = await reg.release("abc123", "chan-b", 1, grace=60)
+            after = await reg.lookup("abc123")
+            other_token = await reg.claim("abc123", 2, "chan-x")
+            return first_was_last, route, second_was_last, after, other_token
+
+    first_was_last, route, second_was_last, after, other_token = run(scenario())
+    assert not first_was_last and route.channel == "chan-b" and channels(route) == ["chan-b"]
+    assert second_was_last and after is None
+    assert other_token == Claim(False)  # held for the token, as for one connection
+
+
+def test_a_reconnecting_connection_replaces_its_own_slot_only(make_registry):
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a", member=A)
+            await reg.claim("abc123", 1, "chan-b", member=B)
+            again = Member(node="node-c", tunnel="tunnel-one", slot=0)
+            claim = await reg.claim("abc123", 1, "chan-a2", take_over=False, member=again)
+            stale_refresh = await reg.refresh("abc123", 1, "chan-a", member=A)
+            return claim, channels(await reg.lookup("abc123")), stale_refresh
+
+    claim, found, stale_refresh = run(scenario())
+    assert claim == Claim(True, moved=("chan-a",))
+    assert found == ["chan-a2", "chan-b"]
+    assert not stale_refresh  # its slot belongs to its successor
+
+
+def test_another_tunnel_of_the_token_neither_joins_nor_takes_without_take_over(make_registry):
+    build, _ = make_registry
+    stranger = Member(node="node-c", tunnel="tunnel-two", slot=0)
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a", member=A)
+            refused = await reg.claim("abc123", 1, "chan-c", take_over=False, member=stranger)
+            other_token = await reg.claim("abc123", 2, "chan-d", take_over=False, member=A)
+            taken = await reg.claim("abc123", 1, "chan-e", take_over=True, member=stranger)
+            return refused, other_token, taken, channels(await reg.lookup("abc123"))
+
+    refused, other_token, taken, found = run(scenario())
+    assert refused == Claim(False) and other_token == Claim(False)
+    assert taken == Claim(True, replaced=("chan-a",)) and found == ["chan-e"]
+
+
+def test_pooled_clients_share_a_name(make_registry):
+    build, _ = make_registry
+    one = Member(node="n1", tunnel="client-one", pool=True)
+    two = Member(node="n2", tunnel="client-two", pool=True)
+    alone = Member(node="n3", tunnel="client-three")
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("shop", 1, "chan-1", take_over=False, member=one)
+            joined = await reg.claim("shop", 1, "chan-2", take_over=False, member=two)
+            unpooled = await reg.claim("shop", 1, "chan-3", take_over=False, member=alone)
+            return joined, unpooled, channels(await reg.lookup("shop"))
+
+    joined, unpooled, found = run(scenario())
+    assert joined == Claim(True) and unpooled == Claim(False)
+    assert found == ["chan-1", "chan-2"]
+
+
+def test_refresh_restores_every_connection_of_a_lost_entry(make_registry):
+    """After Redis lost the entry, each connection's heartbeat puts itself back."""
+    build, expire = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a", member=A)
+            await reg.claim("abc123", 1, "chan-b", member=B)
+            expire("abc123", registry.live_ttl() + 1)
+            assert await reg.lookup("abc123") is None
+            assert await reg.refresh("abc123", 1, "chan-b", member=B)
+            assert await reg.refresh("abc123", 1, "chan-a", member=A)
+            return channels(await reg.lookup("abc123"))
+
+    assert run(scenario()) == ["chan-a", "chan-b"]
+
+
+def test_a_connection_whose_heartbeats_stop_drops_out_alone(settings, redis_prefix):
+    """On Redis each connection expires by itself: a dead process's connection leaves
+    the tunnel while the other's heartbeats keep it."""
+    settings.LUMINET_HEARTBEAT_INTERVAL = 0.1  # links live 0.3 s
+
+    async def scenario():
+        reg = RedisRegistry(REDIS_URL, redis_prefix)
+        try:
+            await reg.claim("abc123", 1, "chan-a", member=A)
+            await reg.claim("abc123", 1, "chan-b", member=B)
+            async with asyncio.timeout(5):
+                while len((await reg.lookup("abc123")).connections) == 2:
+                    await reg.refresh("abc123", 1, "chan-b", member=B)
+                    await asyncio.sleep(0.05)
+            return channels(await reg.lookup("abc123"))
+        finally:
+            await reg.close()
+
+    assert run(scenario()) == ["chan-b"]
+
+
+def test_a_disconnected_tunnels_name_is_free_whichever_connection_goes_last(make_registry):
+    """The operator's disconnect releases one connection with no grace; the client then
+    closes its others normally: still no hold, any token may take the name."""
+    build, _ = make_registry
+
+    async def scenario():
+        async with opened(build) as reg:
+            await reg.claim("abc123", 1, "chan-a", member=A)
+            await reg.claim("abc123", 1, "chan-b", member=B)
+            await reg.release("abc123", "chan-a", 1, grace=0)
+            await reg.release("abc123", "chan-b", 1, grace=60)
+            return await reg.claim("abc123", 2, "chan-x")
+
+    assert run(scenario()) == Claim(True)

@@ -9,7 +9,7 @@ import pytest
 
 from client import protocol
 from client.protocol import INITIAL_REQUEST_CHUNKS, WINDOW_CHUNKS
-from tunnels.messages import StreamResponse, TunnelReplaced, TunnelWsOpen, to_layer
+from tunnels.messages import StreamResponse, TunnelReplaced, TunnelWsOpen, from_layer, to_layer
 from tunnels.registry import Route
 from tunnels.relay.errors import InvalidResponse, LocalServerError, TunnelBusy, TunnelClosed
 from tunnels.relay.stream import RequestHead, Stream, find_route, open_stream
@@ -316,7 +316,8 @@ def test_a_fresh_client_never_takes_a_live_name_even_of_its_token():
 
 
 def test_replaced_message_is_typed_on_the_layer():
-    assert to_layer(TunnelReplaced()) == {"type": "tunnel.replaced"}
+    assert to_layer(TunnelReplaced()) == {"type": "tunnel.replaced", "moved": False}
+    assert from_layer(to_layer(TunnelReplaced(moved=True))) == TunnelReplaced(moved=True)
 
 
 def test_a_revoked_token_closes_the_tunnel_at_the_next_heartbeat():

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from client import protocol
 from client.protocol import Headers, ProtocolError
+from tunnels.limits import RateLimited
 from tunnels.relay.errors import (
     BodyLost,
     InvalidResponse,
@@ -25,6 +26,8 @@ from tunnels.relay.errors import (
     Unavailable,
 )
 from tunnels.relay.stream import RequestHead, ResponseHead, Stream
+
+from .rules import AddressRefused, AuthRequired
 
 # Headers this proxy sets itself (after dropping what the public client sent).
 _REPLACED = frozenset({"x-forwarded-proto", "x-forwarded-host"})
@@ -241,6 +244,19 @@ ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     BodyLost: (502, "body-lost", "The request or response body was lost on the way."),
     InvalidRequest: (400, "bad-request", "This request cannot be forwarded: {detail}"),
     InvalidResponse: (502, "invalid-response", "The local server's answer is invalid: {detail}"),
+    # Refusals by the tunnel's own rules (tunnels.edge.rules): the page never says
+    # which rule, nor which credentials or networks would pass.
+    AuthRequired: (401, AuthRequired.code, "Tunnel {host} asks for a user name and password."),
+    AddressRefused: (
+        403,
+        AddressRefused.code,
+        "Tunnel {host} does not take requests from your address.",
+    ),
+    RateLimited: (
+        429,
+        "rate-limited",
+        "Tunnel {host} has had all the requests its limit allows for now; try again in {detail} s.",
+    ),
 }
 
 
@@ -259,10 +275,13 @@ def error_page(exc: Exception, subdomain: str) -> tuple[int, str, str]:
 RETRY_AFTER = "5"
 
 
-def error_headers(status: int, code: str) -> list[tuple[str, str]]:
-    """The headers of our own failure answer: its ``Luminet-Error``, and when to retry."""
+def error_headers(status: int, code: str, exc: Exception | None = None) -> list[tuple[str, str]]:
+    """The headers of our own failure answer: its ``Luminet-Error``, and when to retry
+    (a 503's few seconds, or a limit's window end)."""
     headers = [("Luminet-Error", code)]
-    if status == 503:
+    if isinstance(exc, RateLimited):
+        headers.append(("Retry-After", str(exc.retry_after)))
+    elif status == 503:
         headers.append(("Retry-After", RETRY_AFTER))
     return headers
 

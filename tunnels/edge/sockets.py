@@ -53,6 +53,7 @@ from tunnels.relay.backends import Backends
 from tunnels.relay.stream import tunnel_gone
 
 from .budget import budget_key, scope_budget
+from .cookies import host_only_cookies
 from .forwarding import InvalidRequest, error_headers, forwarded
 from .router import route_of
 
@@ -153,7 +154,7 @@ class SocketBridge:
             case StreamWsAccept(subprotocol=subprotocol):
                 await self._accepted(subprotocol)
             case StreamWsReject(status=status, headers=headers):
-                await self._deny(status, headers)
+                await self._deny(status, self._host_only_cookies(headers))
             case StreamWsFrame():
                 await self._frame(message)
             case StreamWindow(chunks=chunks):
@@ -250,6 +251,10 @@ class SocketBridge:
     async def _close_when_gone(self, route: Route) -> None:
         await tunnel_gone(self._backends.registry, route)
         await self._failed("tunnel closed")
+
+    def _host_only_cookies(self, headers: Headers) -> Headers:
+        domain = settings.LUMINET_TUNNEL_DOMAIN
+        return host_only_cookies(headers, f"{self._subdomain}.{domain}", domain)
 
     async def _deny(self, status: int, headers: Headers | None = None) -> None:
         if self._state != "connecting":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from django.conf import settings
 from django.http import HttpResponseBase
@@ -11,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from tunnels.relay.errors import InvalidResponse, TunnelError
 from tunnels.relay.stream import open_stream
 
+from .cookies import host_only_cookies
 from .forwarding import (
     InvalidRequest,
     UpstreamResponse,
@@ -38,6 +40,10 @@ async def forward(request: TunnelRequest) -> HttpResponseBase:
         # The public client went away while we waited: tell the local side.
         await stream.close()
         raise
+    host = f"{route.subdomain}.{settings.LUMINET_TUNNEL_DOMAIN}"
+    headers = host_only_cookies(response.headers, host, settings.LUMINET_TUNNEL_DOMAIN)
+    if headers is not response.headers:
+        response = dataclasses.replace(response, headers=headers)
     try:
         return UpstreamResponse(stream, response, head.method)
     except InvalidResponse as exc:

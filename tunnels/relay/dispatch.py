@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
@@ -40,7 +41,7 @@ class LeanDispatch(AsyncConsumer):
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.channel_receive = self.layer_receiver()
         self.base_send = send
         one_at_a_time = asyncio.Lock()
         stopping = False
@@ -80,6 +81,10 @@ class LeanDispatch(AsyncConsumer):
                 await public
             # The channel layer's receive must not be cancelled (see tunnels.relay.receiving).
             await stop_receiving(self.channel_layer, self.channel_name, layer)
+
+    def layer_receiver(self) -> Callable[[], Awaitable[dict]]:
+        """What the loop awaits for the next channel-layer message."""
+        return functools.partial(self.channel_layer.receive, self.channel_name)
 
     async def dispatch(self, message) -> None:
         handler = getattr(self, get_handler_name(message), None)

@@ -28,8 +28,9 @@ from tunnels.messages import StreamData, StreamMessage, StreamResponse, StreamWi
 
 logger = logging.getLogger(__name__)
 
-Prepare = Callable[[dict], Awaitable[dict]]
-"""Turns a message into what is sent (e.g. moves a big payload aside, see ``payloads``)."""
+Prepare = Callable[[str, dict], Awaitable[dict]]
+"""Turns a message for a channel into what is sent (e.g. moves a big payload aside
+for a channel in another process, see ``payloads``)."""
 
 OnLost = Callable[[str], Awaitable[None]]
 """Called with a channel whose messages could not be sent (it was full, or the
@@ -90,7 +91,7 @@ class Outbox:
             while queue:
                 message = coalesce(queue)
                 try:
-                    await self._layer.send(channel, await self._prepare(to_layer(message)))
+                    await self._layer.send(channel, await self._prepare(channel, to_layer(message)))
                 except Exception as exc:
                     if not isinstance(exc, ChannelFull):
                         logger.error("sending to %s failed: %r", channel, exc)

@@ -19,9 +19,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from channels.layers import BaseChannelLayer
 from django.conf import settings
 
-from tunnels.redisclient import PerLoopRedis
+from tunnels.redisclient import BODY_COMMAND_TIMEOUT, PerLoopRedis
+
+from .redislayer import is_local
 
 #: Payloads up to this size travel inside the channel-layer message.
 INLINE_LIMIT = 128 * 1024
@@ -50,7 +53,7 @@ class RedisPayloads:
     def __init__(self, url: str, prefix: str, expiry: float) -> None:
         self._key_prefix = f"{prefix}body:"
         self._expiry_ms = max(1, int(expiry * 1000))
-        self._redis = PerLoopRedis(url)
+        self._redis = PerLoopRedis(url, BODY_COMMAND_TIMEOUT)
 
     async def store(self, message: dict) -> dict:
         """``message`` with a big ``data`` moved to a key of its own (a new dict)."""
@@ -82,6 +85,15 @@ class RedisPayloads:
 
 
 Payloads = InlinePayloads | RedisPayloads
+
+
+async def prepare(payloads: Payloads, layer: BaseChannelLayer, channel: str, message: dict) -> dict:
+    """``message`` as it is sent to ``channel``: a big payload goes aside only when the
+    message crosses Redis; in this process (``redislayer``) it is never copied."""
+    if is_local(layer, channel):
+        return message
+    return await payloads.store(message)
+
 
 _payloads: Payloads | None = None
 _payloads_config: tuple[str | None, str] | None = None

@@ -32,12 +32,15 @@ async def stop_receiving(layer: BaseChannelLayer, channel: str, receiver: asynci
 
     The receiver must return when it receives a stop message (see ``is_stop``).
     """
-    if receiver.done():
-        return
-    with contextlib.suppress(Exception):  # full, or unreachable: then cancel below
-        await layer.send(channel, {"type": STOP_TYPE})
-    await asyncio.wait([receiver], timeout=STOP_TIMEOUT)
     if not receiver.done():
-        receiver.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await receiver
+        with contextlib.suppress(Exception):  # full, or unreachable: then cancel below
+            await layer.send(channel, {"type": STOP_TYPE})
+        await asyncio.wait([receiver], timeout=STOP_TIMEOUT)
+        if not receiver.done():
+            receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receiver
+    # A layer that keeps an inbox per channel (tunnels.relay.redislayer) drops this one.
+    forget = getattr(layer, "forget", None)
+    if forget is not None:
+        await forget(channel)

@@ -22,6 +22,7 @@ from django.core.exceptions import RequestAborted
 
 from client.flow import ReceiveWindow, SendWindow, chunk_count
 from client.protocol import CHUNK_SIZE, INITIAL_REQUEST_CHUNKS, Headers
+from tunnels import live, metrics
 from tunnels.messages import (
     ErrorKind,
     StreamData,
@@ -40,6 +41,7 @@ from tunnels.messages import (
 )
 from tunnels.registry import Registry, RegistryError, Route
 
+from . import local_routes
 from .backends import Backends
 from .errors import (
     BodyLost,
@@ -51,7 +53,9 @@ from .errors import (
     Unavailable,
     error_for,
 )
+from .payloads import prepare
 from .receiving import is_stop, stop_receiving
+from .redislayer import new_reply_channel
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +115,9 @@ class Stream:
 
     async def _send(self, message: TunnelMessage) -> None:
         try:
-            raw = await self._backends.payloads.store(to_layer(message))
+            raw = await prepare(
+                self._backends.payloads, self._layer, self._tunnel, to_layer(message)
+            )
         except Exception as exc:  # Redis failing
             raise BodyLost(f"cannot pass the body on: {exc.__class__.__name__}") from exc
         try:
@@ -155,6 +161,7 @@ class Stream:
 
     async def _liveness_loop(self) -> None:
         await tunnel_gone(self._backends.registry, self.route, 0, self._liveness_interval)
+        logger.info("stream %s: tunnel %s is gone", self._reply, self.route.subdomain)
         self._inbox.put_nowait(StreamError(ErrorKind.TUNNEL_CLOSED, "tunnel closed"))
 
     async def _send_body(self, read: BodyReader) -> None:
@@ -272,12 +279,17 @@ async def find_route(subdomain: str, registry: Registry) -> Route:
 
     Raises TunnelNotFound, or Unavailable when the registry cannot be reached.
     """
+    held_here = local_routes.find(subdomain)
+    if held_here is not None:
+        metrics.DELIVERIES.labels("local").inc()
+        return held_here
     try:
         route = await registry.lookup(subdomain)
     except RegistryError as exc:
         raise Unavailable(str(exc)) from exc
     if route is None:
         raise TunnelNotFound(subdomain)
+    metrics.DELIVERIES.labels("layer").inc()
     return route
 
 
@@ -287,21 +299,26 @@ async def tunnel_gone(
     first_check: float = LIVENESS_INTERVAL,
     interval: float = LIVENESS_INTERVAL,
 ) -> None:
-    """Return once ``route`` no longer serves its subdomain.
+    """Return once the connection on ``route.channel`` is gone.
 
     The tunnel consumer tells its streams when it ends; this covers a server
-    process that died without telling anyone. Checks every ``interval`` seconds,
-    the first after ``first_check``.
+    process that died without telling anyone: its connection is neither in the
+    registry nor publishing its live entry any more. (A connection that another
+    took the place of is out of the registry but still serves its streams.)
+    Checks every ``interval`` seconds, the first after ``first_check``.
     """
     wait = first_check
     while True:
         await asyncio.sleep(wait)
         wait = interval
         try:
-            if await registry.lookup(route.subdomain) != route:
+            found = await registry.lookup(route.subdomain)
+            if found is not None and found.serves(route.channel):
+                continue
+            if not await live.is_live(route.subdomain, route.channel):
                 return
-        except RegistryError:
-            continue  # unknown is not gone; the next check decides
+        except Exception:  # RegistryError, or Redis failing: unknown is not gone
+            continue
 
 
 async def open_stream(
@@ -311,7 +328,8 @@ async def open_stream(
     backends = backends or Backends.current()
     # The default prefix matters: channels-redis pops one Redis list per prefix under
     # a single per-process receive lock, so a second prefix starves the consumers.
-    stream = Stream(route, await backends.layer.new_channel(), backends)
+    reply = await new_reply_channel(backends.layer, route.channel)
+    stream = Stream(route, reply, backends)
     try:
         await stream.start(head, read)
     except BaseException:

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from client.protocol import AUTH_TIMEOUT, CloseCode
+from tunnels import metrics
+from tunnels.limits import auth_refusal
+from tunnels.outages import receive_through_outages
 from tunnels.relay.backends import Backends
 from tunnels.relay.dispatch import LeanDispatch
 
 from .session import SessionClosed, TunnelSession
+
+logger = logging.getLogger(__name__)
+
+#: ``Luminet-Error`` of a tunnel handshake refused for too many failed authentications.
+AUTH_FAILURES_CODE = "auth-failures"
 
 
 class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
@@ -46,8 +56,17 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
         assert self.session is not None, "a message before connect()"
         return self.session
 
+    def layer_receiver(self):
+        # The tunnel's WebSocket does not pass through Redis: it outlives an outage
+        # (tunnels.outages) instead of closing with it.
+        return functools.partial(receive_through_outages, super().layer_receiver())
+
     async def connect(self) -> None:
         client = self.scope.get("client") or ("?", 0)
+        if (refused := await auth_refusal(client[0])) is not None:
+            # Token brute force: refused before any database work (README, limits).
+            await self._deny(429, refused.retry_after)
+            return
         self.session = TunnelSession(
             self.channel_name,
             f"{client[0]}:{client[1]}",
@@ -55,11 +74,23 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
             send_bytes=lambda data: self.send(bytes_data=data),
             backends=Backends.current(),
         )
+        metrics.track(self.session)
         await self.accept()
         self._watchers = (
             asyncio.create_task(self._guard(self._auth_deadline())),
             asyncio.create_task(self._guard(self.session.keep_alive())),
         )
+
+    async def _deny(self, status: int, retry_after: int) -> None:
+        """Refuse the handshake with an HTTP answer (the ASGI denial response)."""
+        headers = [
+            (b"luminet-error", AUTH_FAILURES_CODE.encode()),
+            (b"retry-after", str(retry_after).encode()),
+        ]
+        await self.base_send(
+            {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        )
+        await self.base_send({"type": "websocket.http.response.body", "body": b""})
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(AUTH_TIMEOUT)
@@ -70,12 +101,27 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
         try:
             await work
         except SessionClosed as closed:
+            if self.session is not None and self.session.subdomain is not None:
+                logger.info(
+                    "tunnel %s: closing %s (%d %s)",
+                    self.session.subdomain,
+                    self.session.peer,
+                    closed.code,
+                    closed.reason,
+                )
             await self.close(code=closed.code, reason=closed.reason)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         await self._guard(self._live.received(text_data, bytes_data))
 
     async def disconnect(self, code) -> None:
+        if self.session is not None and self.session.subdomain is not None:
+            logger.info(
+                "tunnel %s: %s closed the connection (%s)",
+                self.session.subdomain,
+                self.session.peer,
+                code,
+            )
         await self._end()
 
     async def _from_view(self, event) -> None:
@@ -84,3 +130,5 @@ class TunnelConsumer(LeanDispatch, AsyncWebsocketConsumer):
 
     tunnel_open = tunnel_data = tunnel_window = tunnel_cancel = _from_view
     tunnel_ws_open = tunnel_ws_frame = tunnel_ws_close = tunnel_replaced = _from_view
+    tunnel_disconnect = tunnel_move = _from_view
+    tunnel_refused = _from_view

@@ -29,7 +29,9 @@ from client.protocol import (
     AuthRefusal,
     subdomain_problem,
 )
-from tunnels.registry import Claim, Registry, RegistryError
+from tokens.reservations import blocked
+from tunnels.edge.policy import TunnelPolicy
+from tunnels.registry import ALONE, Claim, Member, Registry, RegistryError
 
 #: Random subdomains to try before giving up (36**6 names: collisions are rare).
 CLAIM_ATTEMPTS = 20
@@ -47,16 +49,12 @@ class NameRefused(Exception):
 
 
 async def not_reserved(name: str) -> int | None:
-    """No reservations yet: the operator's side (issue 11) puts its lookup here."""
+    """No name is reserved (a session passes ``tokens.reservations.reserved_for``)."""
     return None
 
 
 def random_subdomain() -> str:
     return "".join(secrets.choice(SUBDOMAIN_ALPHABET) for _ in range(SUBDOMAIN_LENGTH))
-
-
-def blocked(name: str) -> bool:
-    return name in settings.LUMINET_BLOCKED_SUBDOMAINS
 
 
 async def grant_subdomain(
@@ -67,14 +65,20 @@ async def grant_subdomain(
     required: bool,
     resume: bool = False,
     reserved_for: ReservedFor = not_reserved,
+    policy: TunnelPolicy | None = None,
+    rate_limit: int = 0,
+    member: Member = ALONE,
 ) -> tuple[str, Claim]:
-    """Claim the subdomain this token asked for, or (unless required) a random one.
+    """Claim the subdomain this token asked for, or (unless required) a random one,
+    with the tunnel's ``policy`` and ``rate_limit`` in its registry entry.
 
     Raises :class:`NameRefused` for a required name it may not have, and
     ``RegistryError`` when no name could be claimed at all.
     """
     if requested is not None:
-        refusal = await _refusal(registry, token_id, channel, requested, resume, reserved_for)
+        refusal = await _refusal(
+            registry, token_id, channel, requested, resume, reserved_for, policy, rate_limit, member
+        )
         if isinstance(refusal, Claim):
             return requested, refusal
         if required:
@@ -83,7 +87,9 @@ async def grant_subdomain(
         candidate = random_subdomain()
         if blocked(candidate) or await reserved_for(candidate) is not None:
             continue
-        claim = await registry.claim(candidate, token_id, channel)
+        claim = await registry.claim(
+            candidate, token_id, channel, policy=policy, rate_limit=rate_limit, member=member
+        )
         if claim.granted:
             return candidate, claim
     raise RegistryError("no free subdomain found")
@@ -96,6 +102,9 @@ async def _refusal(
     name: str,
     resume: bool,
     reserved_for: ReservedFor,
+    policy: TunnelPolicy | None,
+    rate_limit: int,
+    member: Member = ALONE,
 ) -> Claim | NameRefused:
     """The granted claim on ``name``, or why it cannot be had."""
     if (problem := subdomain_problem(name)) is not None:
@@ -111,7 +120,15 @@ async def _refusal(
         return NameRefused(
             AuthRefusal.SUBDOMAIN_RESERVED, f"{name!r} is reserved for another token"
         )
-    claim = await registry.claim(name, token_id, channel, take_over=resume)
+    claim = await registry.claim(
+        name,
+        token_id,
+        channel,
+        take_over=resume,
+        policy=policy,
+        rate_limit=rate_limit,
+        member=member,
+    )
     if not claim.granted:
         return NameRefused(
             AuthRefusal.SUBDOMAIN_TAKEN,

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, assert_never
 
 from channels.exceptions import ChannelFull
@@ -23,9 +23,14 @@ from django.conf import settings
 from client import protocol
 from client.flow import ReceiveWindow, SendWindow, split_chunks
 from client.protocol import AuthRefusal, CloseCode, ProtocolError, StreamRefused
-from tokens import auth
+from tokens import auth, reservations
 from tokens.auth import AuthenticatedToken
+from tokens.models import parse_cidrs
+from tunnels import drain, limits, live
+from tunnels.edge.notices import NoticeLimit
+from tunnels.edge.policy import PolicyError, TunnelPolicy
 from tunnels.hosts import public_url
+from tunnels.limits import Limits, LimitsUnavailable, get_limits, tunnel_rate_limit
 from tunnels.messages import (
     ErrorKind,
     StreamData,
@@ -39,7 +44,10 @@ from tunnels.messages import (
     StreamWsReject,
     TunnelCancel,
     TunnelData,
+    TunnelDisconnect,
+    TunnelMove,
     TunnelOpen,
+    TunnelRefused,
     TunnelReplaced,
     TunnelWindow,
     TunnelWsClose,
@@ -48,7 +56,8 @@ from tunnels.messages import (
     from_layer,
     to_layer,
 )
-from tunnels.registry import RegistryError
+from tunnels.registry import ALONE, Member, RegistryError, Route, live_ttl
+from tunnels.relay import local_routes, payloads
 from tunnels.relay.backends import Backends
 from tunnels.relay.outbox import Outbox
 from tunnels.relay.payloads import PayloadLost
@@ -61,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a closing tunnel spends sending the views what is still queued for them.
 OUTBOX_FLUSH_TIMEOUT = 2.0
+#: Seconds a connection whose place another took stays open, idle: long enough for a
+#: request routed to it just before to arrive and be served.
+MOVED_LINGER = 2.0
 
 
 class SessionClosed(Exception):
@@ -78,6 +90,8 @@ class Tokens:
 
     authenticate: Callable[[str], Awaitable[AuthenticatedToken | None]] = auth.authenticate
     is_still_valid: Callable[[int], Awaitable[bool]] = auth.is_still_valid
+    #: Which token a subdomain is reserved for, if any.
+    reserved_for: Callable[[str], Awaitable[int | None]] = reservations.reserved_for
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,30 @@ SendText = Callable[[str], Awaitable[None]]
 SendBytes = Callable[[bytes], Awaitable[None]]
 
 
+async def tunnel_policy(message: protocol.Auth, token: AuthenticatedToken) -> TunnelPolicy | None:
+    """The rules the tunnel asked for, within its token's allow list; None without any.
+
+    Raises PolicyError when they cannot hold together.
+    """
+    try:
+        token_allow = parse_cidrs(token.allowed_cidrs)
+    except ValueError as exc:  # validated on save; a bad row must not open the tunnel
+        raise PolicyError("this token's allowed networks are invalid; ask the operator") from exc
+    rules = message.basic_auth or message.allow_cidrs or message.deny_cidrs or message.webhooks
+    if not (rules or token_allow):
+        return None
+    # scrypt takes milliseconds per credential: off the event loop.
+    policy = await asyncio.to_thread(
+        TunnelPolicy.build,
+        message.basic_auth,
+        message.allow_cidrs,
+        message.deny_cidrs,
+        tuple(token_allow),
+        message.webhooks,
+    )
+    return policy or None
+
+
 class TunnelSession:
     def __init__(
         self,
@@ -118,6 +156,7 @@ class TunnelSession:
         timing: Timing | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_streams: int | None = None,
+        limits: Limits | None = None,
     ):
         self.channel = channel
         self.peer = peer
@@ -129,26 +168,52 @@ class TunnelSession:
         self._tokens = tokens or Tokens()
         self._timing = timing or Timing.current()
         self._clock = clock
+        self._limits = limits or get_limits()
         #: Streams open at once; one more is refused (503 tunnel-busy), not queued:
         #: each holds a window of memory here, in the view and in the client.
         self._max_streams = max_streams or settings.LUMINET_MAX_STREAMS_PER_TUNNEL
-        self._outbox = Outbox(self._layer, self._view_lost, self._payloads.store)
+        self._outbox = Outbox(self._layer, self._view_lost, self._prepare)
         self.token_id: int | None = None
         self.token_label = ""
         self.subdomain: str | None = None
+        #: The rules at the edge, in the registry entry with the subdomain.
+        self.policy: TunnelPolicy | None = None
+        #: Requests per limit window, 0 for none; in the registry entry with the policy.
+        self.rate_limit = 0
+        #: What this connection said about itself: its node, tunnel id, slot, pool.
+        self._member = ALONE
+        #: Whether this tunnel counts against its token's LUMINET_TUNNELS_PER_TOKEN.
+        self._counted = False
+        #: Whether a newer connection took the subdomain over (it counts it now).
+        self._replaced = False
+        #: Whether the same tunnel's newer connection took this one's place: then it
+        #: serves its streams in flight and ends with the last (``CloseCode.MOVED``).
+        self._moved = False
+        #: When a connection told to move (the process is stopping) ends regardless.
+        self._move_by: float | None = None
+        self._moved_until = 0.0
+        #: Wakes keep_alive before its next heartbeat (a moved connection's linger ended).
+        self._wake = asyncio.Event()
         self._streams: dict[int, _StreamState] = {}
         self._by_reply: dict[str, int] = {}
         self._next_stream = 1
         self._started = clock()
+        self._since = time.time()
+        self._token_name = ""
         self._requests = 0
         self._bytes_in = 0
         self._bytes_out = 0
         self._ended = False
+        self._notices = NoticeLimit(clock=clock)
 
     # -- wire messages from the client -------------------------------------
 
     async def received(self, text: str | None, data: bytes | None) -> None:
         """Handle one WebSocket message; raise SessionClosed to end the session."""
+        await self._received(text, data)
+        self._close_if_moved()
+
+    async def _received(self, text: str | None, data: bytes | None) -> None:
         try:
             if data is not None:
                 await self._received_data(protocol.decode_data(data))
@@ -247,13 +312,42 @@ class TunnelSession:
         self._to_view(stream.reply, event)
 
     async def _authenticate(self, message: protocol.Auth) -> None:
+        if drain.state.active:
+            # Stopping: the client dials again and reaches another process.
+            draining = protocol.AuthError(
+                "this server process is stopping", retry=True, code=AuthRefusal.DRAINING
+            )
+            await self._send_text(protocol.encode(draining))
+            raise SessionClosed(CloseCode.ELSEWHERE, AuthRefusal.DRAINING)
         token = await self._tokens.authenticate(message.token)
         if token is None:
-            failed_auth_log.failed(self.peer.rpartition(":")[0] or self.peer)
+            address = self.peer.rpartition(":")[0] or self.peer
+            failed_auth_log.failed(address)
+            with contextlib.suppress(LimitsUnavailable):  # the refusal goes out regardless
+                await limits.auth_failed(address, self._limits)
             await self._send_text(
                 protocol.encode(protocol.AuthError("invalid token", code=AuthRefusal.INVALID_TOKEN))
             )
             raise SessionClosed(protocol.CloseCode.AUTH_FAILED, "invalid token")
+        try:
+            policy = await tunnel_policy(message, token)
+        except PolicyError as refused:
+            logger.info("tunnel refused to %s (token %s): %s", self.peer, token.prefix, refused)
+            bad_rules = protocol.AuthError(str(refused), code=AuthRefusal.RULES_REFUSED)
+            await self._send_text(protocol.encode(bad_rules))
+            raise SessionClosed(CloseCode.AUTH_FAILED, AuthRefusal.RULES_REFUSED) from None
+        if settings.LUMINET_NODE in message.avoid:
+            # Another connection of this tunnel is here: the client dials again to
+            # reach another process, before anything is routed to this one.
+            avoided = protocol.AuthError(
+                "another connection of this tunnel is on this server process",
+                retry=True,
+                code=AuthRefusal.NODE_AVOIDED,
+            )
+            await self._send_text(protocol.encode(avoided))
+            raise SessionClosed(CloseCode.ELSEWHERE, AuthRefusal.NODE_AVOIDED)
+        rate_limit = tunnel_rate_limit(token.rate_limit)
+        member = Member(settings.LUMINET_NODE, message.tunnel, message.slot, message.pool)
         try:
             subdomain, claim = await grant_subdomain(
                 self._registry,
@@ -262,6 +356,10 @@ class TunnelSession:
                 message.subdomain,
                 required=message.required,
                 resume=message.resume,
+                reserved_for=self._tokens.reserved_for,
+                policy=policy,
+                rate_limit=rate_limit,
+                member=member,
             )
         except NameRefused as refused:
             logger.info("tunnel refused to %s (token %s): %s", self.peer, token.prefix, refused)
@@ -275,19 +373,94 @@ class TunnelSession:
             )
             await self._send_text(protocol.encode(busy))
             raise SessionClosed(CloseCode.TRY_AGAIN_LATER, "try again later") from exc
+        await self._admit(token, subdomain)
         self.token_id, self.token_label, self.subdomain = token.id, token.prefix, subdomain
-        if claim.replaced is not None:
+        self.policy, self.rate_limit, self._member = policy, rate_limit, member
+        local_routes.hold(Route(subdomain, self.channel, token.id, policy, rate_limit))
+        drain.state.sessions.add(self.channel)
+        for stale in claim.replaced:
             # The same token's older connection to this subdomain is stale: close it.
             with contextlib.suppress(ChannelFull):
-                await self._layer.send(claim.replaced, to_layer(TunnelReplaced()))
+                await self._layer.send(stale, to_layer(TunnelReplaced()))
+        for predecessor in claim.moved:
+            # This tunnel's connection in this slot before: it finishes its streams.
+            with contextlib.suppress(ChannelFull):
+                await self._layer.send(predecessor, to_layer(TunnelReplaced(moved=True)))
         url = public_url(subdomain)
-        await self._send_text(protocol.encode(protocol.AuthOk(subdomain=subdomain, url=url)))
-        logger.info("tunnel %s opened by %s (token %s)", subdomain, self.peer, token.prefix)
+        rules = tuple(policy.describe()) if policy else ()
+        self._token_name, self._since = token.name, time.time()
+        await live.publish(self._live_entry())
+        # Alone, without Redis, there is no other process to spread connections over:
+        # naming none spares the client its redials.
+        node = settings.LUMINET_NODE if settings.REDIS_URL else ""
+        ok = protocol.AuthOk(subdomain, url, rules, node)
+        await self._send_text(protocol.encode(ok))
+        logger.info(
+            "tunnel %s opened by %s (token %s)%s",
+            subdomain,
+            self.peer,
+            token.prefix,
+            f", rules: {', '.join(rules)}" if rules else "",
+        )
+
+    async def _admit(self, token: AuthenticatedToken, subdomain: str) -> None:
+        """Count the tunnel against its token's LUMINET_TUNNELS_PER_TOKEN, or refuse it
+        (the subdomain just claimed is released, held for the token as on any close)."""
+        per_token = settings.LUMINET_TUNNELS_PER_TOKEN
+        if not per_token:
+            return
+        try:
+            admitted = await self._limits.join(str(token.id), subdomain, per_token, live_ttl())
+        except LimitsUnavailable as exc:
+            logger.error("tunnel limits unavailable for %s: %s", self.peer, exc)
+            await self._release(subdomain, token.id)
+            busy = protocol.AuthError(
+                "server busy, try again", retry=True, code=AuthRefusal.SERVER_BUSY
+            )
+            await self._send_text(protocol.encode(busy))
+            raise SessionClosed(CloseCode.TRY_AGAIN_LATER, "try again later") from exc
+        if admitted:
+            self._counted = True
+            return
+        logger.info(
+            "tunnel refused to %s: token %s has %d live", self.peer, token.prefix, per_token
+        )
+        await self._release(subdomain, token.id)
+        refusal = protocol.AuthError(
+            f"this token has {per_token} tunnels open already, the most this server allows "
+            "per token",
+            code=AuthRefusal.TUNNEL_LIMIT,
+        )
+        await self._send_text(protocol.encode(refusal))
+        raise SessionClosed(CloseCode.AUTH_FAILED, AuthRefusal.TUNNEL_LIMIT)
+
+    async def _prepare(self, channel: str, message: dict[str, Any]) -> dict[str, Any]:
+        return await payloads.prepare(self._payloads, self._layer, channel, message)
+
+    async def _release(self, subdomain: str, token_id: int) -> bool:
+        """Release this connection; True when it was its tunnel's last."""
+        try:
+            return await self._registry.release(
+                subdomain, self.channel, token_id, self._timing.grace
+            )
+        except RegistryError:
+            return True  # the entry expires by itself; count the tunnel as gone
 
     # -- channel-layer messages from views ---------------------------------
 
     async def from_view(self, raw: dict[str, Any]) -> None:
         """Handle one channel-layer message from a view or a public WebSocket."""
+        await self._from_view(raw)
+        self._close_if_moved()
+
+    def _close_if_moved(self) -> None:
+        """A connection whose place another took (``moved``) ends with its last stream,
+        but not before ``MOVED_LINGER``: a request routed here just before the move
+        is on its way, and is served."""
+        if self._moved and not self._streams and self._clock() >= self._moved_until:
+            raise SessionClosed(CloseCode.MOVED, "moved to a newer connection")
+
+    async def _from_view(self, raw: dict[str, Any]) -> None:
         if self.subdomain is None:
             return  # not authenticated: nobody can have found this channel
         try:
@@ -309,8 +482,38 @@ class TunnelSession:
             case TunnelWsOpen():
                 await self._open_socket(message)
                 return
+            case TunnelReplaced(moved=True):
+                # The same tunnel's new connection in this slot took our place: no
+                # new request comes here; the streams in flight finish first.
+                self._replaced = self._moved = True
+                self._moved_until = self._clock() + MOVED_LINGER
+                # keep_alive closes it then, if nothing else comes by meanwhile.
+                asyncio.get_running_loop().call_later(MOVED_LINGER, self._wake.set)
+                if self._move_by is None:  # a stale connection's streams get as long
+                    self._move_by = self._clock() + settings.LUMINET_DRAIN_SECONDS
+                local_routes.drop(self.subdomain, self.channel)
+                logger.info("tunnel %s: connection of %s moved", self.subdomain, self.peer)
+                return
             case TunnelReplaced():
+                self._replaced = True
+                logger.info("tunnel %s: connection of %s taken over", self.subdomain, self.peer)
                 raise SessionClosed(protocol.CloseCode.REPLACED, "replaced by a newer connection")
+            case TunnelMove(seconds=seconds):
+                self._move_by = self._clock() + seconds
+                await self._send_text(protocol.encode(protocol.Move(seconds)))
+                return
+            case TunnelDisconnect():
+                logger.info("tunnel %s disconnected by the operator", self.subdomain)
+                # No hold for a tunnel the operator ended: the name is free at once.
+                self._timing = replace(self._timing, grace=0.0)
+                await self.ended()
+                raise SessionClosed(CloseCode.DISCONNECTED, "disconnected by the server's operator")
+            case TunnelRefused(method=method, path=path, status=status, rule=rule):
+                # Each process limits what it sends; this limits the tunnel's total.
+                if self._notices.allow(self.channel):
+                    notice = protocol.Refused(method, path, status, rule)
+                    await self._send_text(protocol.encode(notice))
+                return
         # Every other message is for a stream that may have ended meanwhile (the
         # client finished or failed it): then it is expected, and dropped here.
         assert not isinstance(message, StreamMessage), f"{type(message).__name__} to a tunnel"
@@ -400,10 +603,21 @@ class TunnelSession:
     async def keep_alive(self) -> None:
         """Refresh the registry entry and recheck the token until the tunnel ends."""
         while True:
-            await asyncio.sleep(self._timing.heartbeat)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._timing.heartbeat)
+            self._wake.clear()
             if self._ended:
                 return  # released: never claim the subdomain again
+            self._close_if_moved()
             if self.subdomain is None or self.token_id is None:
+                continue
+            if self._move_by is not None and self._clock() >= self._move_by:
+                # Told to move and never replaced (the drain's deadline): its streams fail.
+                raise SessionClosed(CloseCode.MOVED, "server process stopping")
+            if self._moved:
+                # Its place in the registry is its successor's; its live entry says
+                # it still serves its streams (relay.stream.tunnel_gone).
+                await live.publish(self._live_entry())
                 continue
             if not await self._tokens.is_still_valid(self.token_id):
                 logger.info("tunnel %s closed: token %s revoked", self.subdomain, self.token_label)
@@ -412,16 +626,62 @@ class TunnelSession:
                 )
                 raise SessionClosed(protocol.CloseCode.AUTH_FAILED, "token revoked")
             try:
-                kept = await self._registry.refresh(self.subdomain, self.token_id, self.channel)
+                kept = await self._registry.refresh(
+                    self.subdomain,
+                    self.token_id,
+                    self.channel,
+                    self.policy,
+                    self.rate_limit,
+                    self._member,
+                )
             except RegistryError as exc:
                 logger.warning("tunnel %s: registry refresh failed: %s", self.subdomain, exc)
                 continue
             if not kept:
+                logger.warning(
+                    "tunnel %s: %s lost its place in the registry", self.subdomain, self.peer
+                )
                 raise SessionClosed(protocol.CloseCode.SUBDOMAIN_LOST, "subdomain lost")
+            if self._counted:
+                # Like the registry entry: a crashed process's tunnels stop counting.
+                with contextlib.suppress(LimitsUnavailable):
+                    await self._limits.stay(str(self.token_id), self.subdomain, live_ttl())
+            await live.publish(self._live_entry())
+
+    def _live_entry(self) -> live.LiveTunnel:
+        assert self.subdomain is not None and self.token_id is not None
+        return live.LiveTunnel(
+            subdomain=self.subdomain,
+            token_id=self.token_id,
+            token_name=self._token_name,
+            client=self.peer,
+            since=self._since,
+            requests=self._requests,
+            bytes_in=self._bytes_in,
+            bytes_out=self._bytes_out,
+            rules=tuple(self.policy.describe()) if self.policy else (),
+            channel=self.channel,
+            node=settings.LUMINET_NODE,
+        )
+
+    @property
+    def holds_tunnel(self) -> bool:
+        """Whether a subdomain is live on this session (authenticated, not ended)."""
+        return self.subdomain is not None and not self._ended
 
     async def ended(self) -> None:
         """Release the subdomain and fail every stream still open. Idempotent."""
         released_before, self._ended = self._ended, True
+        drain.state.sessions.discard(self.channel)
+        if self._streams and not released_before:
+            logger.warning(
+                "tunnel %s (%s): closing with %d streams open; they fail",
+                self.subdomain,
+                self.peer,
+                len(self._streams),
+            )
+        if self.subdomain is not None:
+            local_routes.drop(self.subdomain, self.channel)
         for stream in list(self._streams.values()):
             self._to_view(stream.reply, StreamError(ErrorKind.TUNNEL_CLOSED, "tunnel closed"))
         self._streams.clear()
@@ -432,10 +692,13 @@ class TunnelSession:
         await self._outbox.close()
         if self.subdomain is None or self.token_id is None or released_before:
             return
-        with contextlib.suppress(RegistryError):
-            await self._registry.release(
-                self.subdomain, self.channel, self.token_id, self._timing.grace
-            )
+        last = await self._release(self.subdomain, self.token_id)
+        await live.withdraw(self.subdomain, self.channel)
+        if self._counted and not self._replaced and last:
+            # A replaced tunnel's subdomain is counted for the connection that replaced
+            # it; a tunnel with other connections still counts.
+            with contextlib.suppress(LimitsUnavailable):
+                await self._limits.leave(str(self.token_id), self.subdomain)
         logger.info(
             "tunnel %s closed (%s): %.0f s, %d requests, %d bytes in, %d bytes out",
             self.subdomain,

@@ -8,6 +8,7 @@ const state = {
   order: [], // ids, oldest first
   selected: null,
   detailVersion: 0,
+  severalTunnels: false, // then each row names its tunnel
 };
 
 function el(tag, attrs, ...children) {
@@ -58,7 +59,7 @@ function matches(row) {
   if (status === "open" && !row.in_flight) return false;
   if (/^[1-5]$/.test(status) && !(row.status && String(row.status)[0] === status && !row.failed)) return false;
   if (text) {
-    const haystack = `${row.method} ${row.path} ${row.status_text}`.toLowerCase();
+    const haystack = `${row.tunnel} ${row.method} ${row.path} ${row.status_text}`.toLowerCase();
     if (!haystack.includes(text)) return false;
   }
   return true;
@@ -75,8 +76,14 @@ function renderList() {
       { "data-id": row.id, class: [row.id === state.selected ? "selected" : "", row.in_flight ? "open" : ""].join(" ").trim() },
       el("td", { text: formatTime(row.time) }),
       el("td", { text: row.method }),
-      el("td", { class: "path", text: row.path, title: row.path }),
-      el("td", { class: statusClass(row) }, row.status_text, row.replay_of ? el("span", { class: "badge", text: "replay" }) : null),
+      el(
+        "td",
+        { class: "path", title: row.path },
+        state.severalTunnels ? el("span", { class: "badge", text: row.tunnel }) : null,
+        row.path,
+      ),
+      el("td", { class: statusClass(row) }, row.status_text, row.replay_of ? el("span", { class: "badge", text: "replay" }) : null,
+        row.edge ? el("span", { class: "badge", title: `refused at the edge: ${row.edge}`, text: "edge" }) : null),
       el("td", { class: "num", text: formatMs(row.ms) }),
       el("td", { class: "num", text: row.kind === "ws" ? `${row.messages} msg` : formatSize(row.size) }),
     );
@@ -94,9 +101,12 @@ function applyUpdate(update) {
   }
   for (const row of update.entries) state.entries.set(row.id, row);
   state.order = update.ids;
-  const tunnel = update.tunnel;
-  document.getElementById("tunnel").textContent = tunnel
-    ? `${tunnel.url} → ${tunnel.local}${tunnel.up ? "" : " (reconnecting)"}`
+  const tunnels = update.tunnels;
+  state.severalTunnels = tunnels.length > 1;
+  document.getElementById("tunnel").textContent = tunnels.length
+    ? tunnels
+        .map((t) => `${state.severalTunnels ? `${t.name}: ` : ""}${t.url} → ${t.local}${t.up ? "" : " (reconnecting)"}`)
+        .join("  ·  ")
     : "waiting for the tunnel…";
   renderList();
   if (state.selected && !kept.has(state.selected)) {

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -113,3 +116,21 @@ def test_a_handler_bug_is_a_500_in_ngroks_shape() -> None:
     response = router.handle(Request("GET", "/broken", {}, {}))
     assert response.status == 500
     assert json.loads(response.body)["msg"] == "internal error"
+
+
+def test_a_reset_connection_is_not_a_traceback_on_the_console(
+    served: InspectorServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A browser resetting its keep-alive connection prints nothing over the client's lines."""
+    before = threading.active_count()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = conn.recv(4096)
+        assert b"\r\nServer: Luminet-Inspector\r\n" in head  # no trailing space
+        # Close with a reset (linger 0) while the server waits for the next request.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before:  # the handler thread has ended
+        assert time.monotonic() < deadline, "the connection's thread did not end"
+        time.sleep(0.01)
+    assert "Traceback" not in capfd.readouterr().err

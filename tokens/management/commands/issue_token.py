@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tokens.models import Token, _now
+from tokens.models import DuplicateName, Token, _now
 
 
 class Command(BaseCommand):
@@ -30,7 +30,10 @@ class Command(BaseCommand):
             if not 0 < expires_in_days <= 36500:
                 raise CommandError("--expires-in-days must be between 1 and 36500.")
             expires_at = _now() + timedelta(days=expires_in_days)
-        token, plaintext = Token.objects.issue(name, expires_at=expires_at)
+        try:
+            token, plaintext = Token.objects.issue(name, expires_at=expires_at)
+        except DuplicateName as exc:
+            raise CommandError(f"{exc}.") from exc
         self.stdout.write(f"Issued token {token.name!r} ({token.prefix}…).")
         self.stdout.write(f"Expires: {expires_at.isoformat() if expires_at else 'never'}.")
         self.stdout.write("Store it now: it will not be shown again.")
