@@ -48,22 +48,37 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, (exceptions.ConnectionError, exceptions.TimeoutError, OSError))
 
 
-class _Outage:
-    """Says in the log that the channel layer is unreachable: once a while, however many
-    tunnels wait."""
+class ThrottledWarning:
+    """One warning for a failure that every tunnel of a process meets at once (Redis
+    gone): logged at most once every ``every`` seconds, however many tunnels meet it,
+    each line saying how many it stands for."""
 
-    def __init__(self, every: float = LOG_EVERY) -> None:
+    def __init__(
+        self, message: str, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._message = message
         self._every = every
+        self._clock = clock
         self._logged: float | None = None
+        self._unsaid = 0
 
     def failed(self, exc: BaseException) -> None:
-        now = time.monotonic()
+        now = self._clock()
+        self._unsaid += 1
         if self._logged is None or now - self._logged >= self._every:
             self._logged = now
-            logger.warning("channel layer unreachable (%r); tunnels wait for it", exc)
+            logger.warning(
+                "%s (%r; %d in all since the last line)", self._message, exc, self._unsaid
+            )
+            self._unsaid = 0
 
 
-_outage = _Outage()
+_outage = ThrottledWarning("channel layer unreachable; tunnels wait for it")
+#: A tunnel whose heartbeat cannot write its registry entry keeps serving (requests
+#: entering its own process need no Redis) and writes it back at a later heartbeat.
+registry_refresh_failed = ThrottledWarning(
+    "registry refresh failed; tunnels keep serving and write their entries back once Redis answers"
+)
 
 
 async def receive_through_outages(receive: Receive, pause: float = RETRY_PAUSE) -> dict[str, Any]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tunnels.outages import RedisGate, is_outage, receive_through_outages
+from tunnels.outages import RedisGate, ThrottledWarning, is_outage, receive_through_outages
 
 
 def test_connection_failures_are_outages_and_bugs_are_not() -> None:
@@ -95,3 +96,23 @@ def test_a_receive_that_fails_for_another_reason_is_not_retried() -> None:
 
     with pytest.raises(ValueError, match="a bug"):
         asyncio.run(scenario())
+
+
+def test_a_failure_every_tunnel_meets_is_logged_once_a_while(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis outage fails every tunnel's heartbeat at once: one line per interval,
+    saying how many failures it stands for, not one per tunnel and heartbeat."""
+    now = [100.0]
+    warning = ThrottledWarning("registry refresh failed", every=30.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="tunnels.outages"):
+        for _ in range(50):
+            warning.failed(RedisConnectionError("Connection refused"))
+        now[0] += 29.0
+        warning.failed(RedisConnectionError("Connection refused"))
+        assert len(caplog.records) == 1
+        assert "1 in all since the last line" in caplog.records[0].getMessage()
+        now[0] += 1.0
+        warning.failed(RedisConnectionError("Connection refused"))
+    assert len(caplog.records) == 2
+    assert "51 in all since the last line" in caplog.records[1].getMessage()

@@ -26,7 +26,7 @@ from client.protocol import AuthRefusal, CloseCode, ProtocolError, StreamRefused
 from tokens import auth, reservations
 from tokens.auth import AuthenticatedToken
 from tokens.models import parse_cidrs
-from tunnels import drain, limits, live
+from tunnels import drain, limits, live, outages
 from tunnels.edge.notices import NoticeLimit
 from tunnels.edge.policy import PolicyError, TunnelPolicy
 from tunnels.hosts import public_url
@@ -635,7 +635,7 @@ class TunnelSession:
                     self._member,
                 )
             except RegistryError as exc:
-                logger.warning("tunnel %s: registry refresh failed: %s", self.subdomain, exc)
+                outages.registry_refresh_failed.failed(exc)
                 continue
             if not kept:
                 logger.warning(
