@@ -144,12 +144,19 @@ class Stack:
         log_format: str = "json",
         home: Path | None = None,
     ) -> Client:
-        """Start a client through Caddy (trusting its CA) for ``local_port``."""
+        """Start a client through Caddy (trusting its CA) for ``local_port``.
+
+        Each ``name`` has a HOME of its own (unless ``home`` says otherwise), so clients
+        of one stack never share the names they remember (``~/.tunnel/names``).
+        """
+        if home is None:
+            home = self.directory / "home" / name
+            home.mkdir(parents=True, exist_ok=True)
         client = Client(
             server_url=self.server_url,
             local_port=local_port,
             token=token,
-            home=home or self.directory / "home",
+            home=home,
             name=name,
             args=args,
             log_format=log_format,
@@ -178,7 +185,6 @@ class Stack:
 
     def _start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "home").mkdir(exist_ok=True)
         if self.logdir is not None:
             self.logdir.mkdir(parents=True, exist_ok=True)
         if self.redis_url is not None:
