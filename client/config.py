@@ -39,6 +39,9 @@ DEFAULT_CONCURRENCY = 64
 #: leaves the tunnel up on the other while it is dialled again.
 DEFAULT_CONNECTIONS = 2
 CONFIG_PATH = Path("~/.tunnel/config")
+#: Seconds between a tunnel's tries at spreading connections that share one server
+#: process (``client.keeper``; ``TUNNEL_REBALANCE_SECONDS``), doubled while none works.
+DEFAULT_REBALANCE_SECONDS = 30.0
 
 
 class ConfigError(Exception):
@@ -74,6 +77,8 @@ class Config:
     connections: int = DEFAULT_CONNECTIONS
     #: Share the required subdomain with other clients of the token (``--pool``).
     pool: bool = False
+    #: Seconds before connections sharing a server process try to spread again.
+    rebalance_seconds: float = DEFAULT_REBALANCE_SECONDS
     #: The subdomain required (``--subdomain``); without, the remembered one is asked for.
     subdomain: str | None = None
     names_path: Path = NAMES_PATH
@@ -269,6 +274,7 @@ def resolve_all(
     if pool and any(target.subdomain is None for target in targets):
         raise ConfigError("--pool shares a subdomain with other clients: name it with --subdomain")
     url = server_url(chosen_server)
+    rebalance = _seconds(environ, "TUNNEL_REBALANCE_SECONDS", DEFAULT_REBALANCE_SECONDS)
     try:
         rules.check()
     except RulesError as exc:
@@ -283,11 +289,28 @@ def resolve_all(
             ),
             connections=connections,
             pool=pool,
+            rebalance_seconds=rebalance,
         )
         for target in targets
     ]
     _check_distinct(configs)
     return configs
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds (at most a day) from ``environ``, else ``default``."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:  # NaN fails too
+        raise ConfigError(
+            f"{name} must be a number of seconds above 0 (at most 86400), not {text!r}"
+        )
+    return value
 
 
 def _tunnel_config(target: Target, server: str, token: str, max_concurrency: int) -> Config:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 import secrets
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import websocket
 
@@ -45,6 +47,19 @@ LOCAL_CHECK_TIMEOUT = 2.0
 #: connection of its tunnel is on (``Auth.avoid``), hoping the load balancer in
 #: front picks another; after that it takes whichever process it reaches.
 MAX_REDIALS = 3
+#: Seconds between two tries at spreading a tunnel's connections at most: the wait
+#: doubles from ``TUNNEL_REBALANCE_SECONDS`` while every try lands on the
+#: process they share (only one process is up, or the proxy in front pins).
+REBALANCE_MAX = 600.0
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A tunnel connection dialled and authenticated, handed to the slot it is for."""
+
+    ws: websocket.WebSocket
+    ok: protocol.AuthOk
+    latency: float | None
 
 
 class TunnelKeeper:
@@ -105,25 +120,88 @@ class TunnelKeeper:
         """Open the tunnel's other connections, once the first has its subdomain."""
         for slot in range(1, self.config.connections):
             self._start(slot, 0)
+        if self.config.connections > 1:
+            self._spawn(self._keep_spread, "rebalance")
 
-    def _start(self, slot: int, generation: int) -> None:
-        thread = threading.Thread(
-            target=self._keep_other,
-            args=(slot, generation),
-            name=f"connection-{slot}.{generation}",
-            daemon=True,
+    def _start(self, slot: int, generation: int, opened: Opened | None = None) -> None:
+        self._spawn(
+            lambda: self._keep_other(slot, generation, opened), f"connection-{slot}.{generation}"
         )
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
         with self._lock:
             self._others.append(thread)
         thread.start()
 
-    def _keep_other(self, slot: int, generation: int) -> None:
+    def _keep_other(self, slot: int, generation: int, opened: Opened | None) -> None:
         try:
-            self._keep_connection(slot, generation)
+            self._keep_connection(slot, generation, opened)
         except TunnelError as exc:  # fatal for the whole tunnel: run() raises it
             with self._lock:
                 self._fatal = self._fatal or exc
             self.stop()
+
+    def _keep_spread(self) -> None:
+        """Now and then, move a connection off a server process that another connection
+        of the tunnel is on: after a rolling restart they are all on the process that
+        stayed up, and requests entering the others would cross through Redis."""
+        base = wait = self.config.rebalance_seconds
+        while not self._stopping.wait(wait * random.uniform(0.75, 1.25)):
+            crowded = self._crowded()
+            if crowded is None or self._respread(*crowded):
+                wait = base
+            else:
+                wait = min(REBALANCE_MAX, wait * 2)
+
+    def _crowded(self) -> tuple[int, int] | None:
+        """The highest slot (and its generation) whose connection shares its server
+        process with another of the tunnel's current connections; None if none does."""
+        by_node: dict[str, list[tuple[int, int]]] = {}
+        with self._lock:
+            for (slot, generation), (_, node) in self._serving.items():
+                if node and self._generation.get(slot, 0) == generation:
+                    by_node.setdefault(node, []).append((slot, generation))
+        shared = [max(keys) for keys in by_node.values() if len(keys) > 1]
+        return max(shared) if shared else None
+
+    def _respread(self, slot: int, generation: int) -> bool:
+        """Dial a successor for ``slot`` that avoids every process the tunnel is on.
+        If one takes it, it serves the slot from now on (the server tells the old
+        connection it moved: it finishes its streams, then closes); False if none did."""
+        config = self.config
+        try:
+            ws = dial(config.server, CONNECT_TIMEOUT)
+        except ConnectionLost:
+            return False
+        try:
+            ok, latency = authenticate(
+                ws,
+                config.token,
+                self._subdomain,
+                True,
+                resume=True,
+                webhooks=config.webhooks,
+                rules=config.rules,
+                tunnel=self._tunnel_id,
+                slot=slot,
+                pool=config.pool,
+                avoid=self._other_nodes((slot, generation + 1)),
+            )
+        except (ConnectionLost, TunnelError, OSError, websocket.WebSocketException):
+            # Landed on a process the tunnel is on (NodeAvoided), or anything else:
+            # the connections serving now go on as they are.
+            close_socket(ws)
+            return False
+        with self._lock:
+            taken = not self._stopping.is_set() and self._generation.get(slot, 0) == generation
+            if taken:
+                self._generation[slot] = generation + 1
+        if not taken:  # stopped, or the slot moved meanwhile (a drain)
+            close_socket(ws)
+            return False
+        self._start(slot, generation + 1, Opened(ws, ok, latency))
+        return True
 
     def _move(self, slot: int, generation: int) -> None:
         """The server process of ``slot``'s connection is stopping: dial its successor
@@ -137,9 +215,9 @@ class TunnelKeeper:
     def _current(self, slot: int, generation: int) -> bool:
         return not self._stopping.is_set() and self._generation.get(slot, 0) == generation
 
-    def _keep_connection(self, slot: int, generation: int) -> None:
+    def _keep_connection(self, slot: int, generation: int, opened: Opened | None = None) -> None:
         """Keep connection ``slot`` up until stopped or moved: dial, authenticate, serve,
-        again."""
+        again. ``opened`` is a connection already authenticated for it, served first."""
         config, events = self.config, self._events
         remembered = None
         if slot == 0 and config.subdomain is None:
@@ -157,27 +235,30 @@ class TunnelKeeper:
             if slot > 0 or generation > 0:  # join the tunnel's subdomain, or nothing
                 subdomain, required = self._subdomain, True
             try:
-                ws = dial(config.server, CONNECT_TIMEOUT)
+                ws = opened.ws if opened is not None else dial(config.server, CONNECT_TIMEOUT)
             except ConnectionLost as exc:
                 reason = str(exc)
                 wait_at_least = exc.retry_after or 0.0
             else:
                 try:
-                    ok, latency = authenticate(
-                        ws,
-                        config.token,
-                        subdomain,
-                        required,
-                        resume=held,
-                        webhooks=config.webhooks,
-                        rules=config.rules,
-                        tunnel=self._tunnel_id,
-                        slot=slot,
-                        pool=config.pool,
-                        avoid=self._other_nodes((slot, generation))
-                        if redials < MAX_REDIALS
-                        else (),
-                    )
+                    if opened is not None:
+                        ok, latency, opened = opened.ok, opened.latency, None
+                    else:
+                        ok, latency = authenticate(
+                            ws,
+                            config.token,
+                            subdomain,
+                            required,
+                            resume=held,
+                            webhooks=config.webhooks,
+                            rules=config.rules,
+                            tunnel=self._tunnel_id,
+                            slot=slot,
+                            pool=config.pool,
+                            avoid=self._other_nodes((slot, generation))
+                            if redials < MAX_REDIALS
+                            else (),
+                        )
                     ws.settimeout(PING_TIMEOUT)
                     if slot == 0 and subdomain is not None and ok.subdomain != subdomain:
                         events.subdomain_changed(subdomain, ok.subdomain)

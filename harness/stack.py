@@ -143,6 +143,7 @@ class Stack:
         args: Sequence[str] = (),
         log_format: str = "json",
         home: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Client:
         """Start a client through Caddy (trusting its CA) for ``local_port``.
 
@@ -161,7 +162,7 @@ class Stack:
             args=args,
             log_format=log_format,
             logdir=self.logdir,
-            env={"SSL_CERT_FILE": str(self.ca)},
+            env={"SSL_CERT_FILE": str(self.ca), **(env or {})},
         )
         self._clients.append(client)
         return client

@@ -34,6 +34,17 @@ def test_flags_win_over_environment_over_file(tmp_path):
     assert (chosen.token, chosen.server) == ("lmn_flag", "ws://f:1/tunnel")
 
 
+def test_rebalance_seconds_come_from_the_environment_and_are_checked(tmp_path):
+    """TUNNEL_REBALANCE_SECONDS: 30 unset, a positive number of seconds otherwise."""
+    assert make(tmp_path, token="lmn_t").rebalance_seconds == 30.0
+    env = {"TUNNEL_REBALANCE_SECONDS": "2.5"}
+    assert make(tmp_path, token="lmn_t", environ=env).rebalance_seconds == 2.5
+    for bad in ("0", "-1", "nan", "soon", "86401"):
+        env = {"TUNNEL_REBALANCE_SECONDS": bad}
+        with pytest.raises(ConfigError, match="TUNNEL_REBALANCE_SECONDS must be"):
+            make(tmp_path, token="lmn_t", environ=env)
+
+
 def test_token_is_never_in_repr(tmp_path):
     """Printing the config does not show the token."""
     assert "lmn_secret" not in repr(make(tmp_path, token="lmn_secret"))

@@ -44,6 +44,8 @@ MAX_REQUESTS = 20_000
 #: is always a request in flight on the process being stopped.
 CALLERS = 4
 SLOW_ANSWER = 0.3
+#: The rolling restart's client tries to spread its connections this often (seconds).
+REBALANCE_SECONDS = 1.0
 
 
 @dataclass
@@ -230,9 +232,15 @@ def test_a_rolling_restart_of_both_processes_fails_no_request(
     """Steady traffic (several callers, answers that take a while, so requests are
     always in flight) while each process in turn is stopped with SIGTERM and started
     again: a stopping process finishes what it has in flight, its client connection
-    moves to the other process, and not one request fails."""
+    moves to the other process, and not one request fails. Then the connections, all
+    on one process after the second restart, spread over both again."""
     stack = deployment.stack
-    client = stack.client(deployment.token, local_server.port, name="rolling")
+    client = stack.client(
+        deployment.token,
+        local_server.port,
+        name="rolling",
+        env={"TUNNEL_REBALANCE_SECONDS": str(REBALANCE_SECONDS)},
+    )
     subdomain = client.wait_active()[2]
     settled(deployment, subdomain, 2, 2)
     local_server.route(f"/{uid}/rolling", Reply(body=b"rolling", delay=SLOW_ANSWER))
@@ -264,6 +272,8 @@ def test_a_rolling_restart_of_both_processes_fails_no_request(
             settled(deployment, subdomain, 2, 1)
             stack.start_server(index)
             in_rotation(deployment, index, deployment.url(subdomain, f"/{uid}/rolling"))
+        # Under the same traffic: a connection moves to the process that came back.
+        settled(deployment, subdomain, 2, 2)
     finally:
         stop_traffic.set()
         for sender in senders:
