@@ -58,8 +58,11 @@ STACK_PORT ?= 8443
 stack: $(VENV)/.dev-installed var/secret_key
 	@$(PY) -m harness.stack --local-port $(LOCAL_PORT) --https-port $(STACK_PORT)
 
+# TEST_WORKERS test processes at once (pytest-xdist), each taking whole files, so a
+# file's module fixtures (a stack behind Caddy, a browser) start once.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
