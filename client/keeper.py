@@ -94,6 +94,8 @@ class TunnelKeeper:
         self._generation: dict[int, int] = {}
         self._subdomain: str | None = None
         self._others: list[threading.Thread] = []
+        #: Set when a connection comes up (and at the end): the spreading starts over.
+        self._connection_came_up = threading.Event()
         self._fatal: TunnelError | None = None
         #: The public URL while the tunnel is up; None before and between connections.
         self.public_url: str | None = None
@@ -147,7 +149,14 @@ class TunnelKeeper:
         of the tunnel is on: after a rolling restart they are all on the process that
         stayed up, and requests entering the others would cross through Redis."""
         base = wait = self.config.rebalance_seconds
-        while not self._stopping.wait(wait * random.uniform(0.75, 1.25)):
+        while True:
+            came_up = self._connection_came_up.wait(wait * random.uniform(0.75, 1.25))
+            if self._stopping.is_set():
+                return
+            if came_up:  # a new situation (a restart, a move): look again in a while
+                self._connection_came_up.clear()
+                wait = base
+                continue
             crowded = self._crowded()
             if crowded is None or self._respread(*crowded):
                 wait = base
@@ -170,28 +179,32 @@ class TunnelKeeper:
         If one takes it, it serves the slot from now on (the server tells the old
         connection it moved: it finishes its streams, then closes); False if none did."""
         config = self.config
-        try:
-            ws = dial(config.server, CONNECT_TIMEOUT)
-        except ConnectionLost:
-            return False
-        try:
-            ok, latency = authenticate(
-                ws,
-                config.token,
-                self._subdomain,
-                True,
-                resume=True,
-                webhooks=config.webhooks,
-                rules=config.rules,
-                tunnel=self._tunnel_id,
-                slot=slot,
-                pool=config.pool,
-                avoid=self._other_nodes((slot, generation + 1)),
-            )
-        except (ConnectionLost, TunnelError, OSError, websocket.WebSocketException):
-            # Landed on a process the tunnel is on (NodeAvoided), or anything else:
-            # the connections serving now go on as they are.
-            close_socket(ws)
+        for _ in range(MAX_REDIALS):
+            try:
+                ws = dial(config.server, CONNECT_TIMEOUT)
+            except ConnectionLost:
+                return False
+            try:
+                ok, latency = authenticate(
+                    ws,
+                    config.token,
+                    self._subdomain,
+                    True,
+                    resume=True,
+                    webhooks=config.webhooks,
+                    rules=config.rules,
+                    tunnel=self._tunnel_id,
+                    slot=slot,
+                    pool=config.pool,
+                    avoid=self._other_nodes((slot, generation + 1)),
+                )
+                break
+            except NodeAvoided:
+                close_socket(ws)  # a process the tunnel is on: dial again, for another
+            except (ConnectionLost, TunnelError, OSError, websocket.WebSocketException):
+                close_socket(ws)  # the connections serving now go on as they are
+                return False
+        else:
             return False
         with self._lock:
             taken = not self._stopping.is_set() and self._generation.get(slot, 0) == generation
@@ -322,6 +335,7 @@ class TunnelKeeper:
                 return
             came_up = not self._serving
             self._serving[key] = (tunnel, ok.node)
+            self._connection_came_up.set()
             if came_up:
                 self.public_url = ok.url
                 self.active.set()
@@ -349,6 +363,7 @@ class TunnelKeeper:
         """End ``run()``: close the tunnel (the server then holds the subdomain for us)."""
         with self._lock:
             self._stopping.set()
+            self._connection_came_up.set()
             tunnels = [tunnel for tunnel, _ in self._serving.values()]
         for tunnel in tunnels:
             tunnel.close()

@@ -219,6 +219,9 @@ class Stack:
         old = self.servers[index]
         if old.running():
             raise HarnessError(f"{old.name} is still running")
+        if self.logdir is not None:  # keep the log of the process that ended
+            for log in self.logdir.glob(f"{old.name}.*log"):
+                log.rename(log.with_name(f"{log.stem}.{time.time_ns()}.old"))
         server = Server(old.name, serve_argv(old.port), self.env, logdir=self.logdir)
         self.servers[index] = server
         server.wait_ready()

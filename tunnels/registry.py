@@ -20,6 +20,7 @@ process that dies without cleaning up frees its subdomains shortly after.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import random
@@ -114,6 +115,20 @@ class Claim:
     moved: tuple[str, ...] = ()
 
 
+class Refreshed(enum.Enum):
+    """What a heartbeat's refresh found; true only when the connection kept its place."""
+
+    KEPT = 1
+    #: The entry is not this connection's to keep (another token's, a hold, taken over).
+    LOST = 0
+    #: The same tunnel's newer connection holds this one's slot: this one moved (it
+    #: may refresh before the message saying so reaches it).
+    MOVED = 2
+
+    def __bool__(self) -> bool:
+        return self is Refreshed.KEPT
+
+
 class Registry(Protocol):
     async def claim(
         self,
@@ -146,14 +161,15 @@ class Registry(Protocol):
         policy: TunnelPolicy | None = None,
         rate_limit: int = 0,
         member: Member = ALONE,
-    ) -> bool:
+    ) -> Refreshed:
         """Extend ``channel``'s connection in the entry, or restore it (with
         ``policy`` and ``rate_limit``) if the registry lost it.
 
-        False if the entry is no longer this connection's to keep: another token's,
+        LOST if the entry is no longer this connection's to keep: another token's,
         a hold (also one ``channel`` released itself), or a tunnel this connection
-        was replaced in. Compare-and-refresh, never a claim: a stale heartbeat must
-        not take a subdomain from its new owner.
+        was replaced in; MOVED if its own tunnel's newer connection holds its slot.
+        Compare-and-refresh, never a claim: a stale heartbeat must not take a
+        subdomain from its new owner.
         """
 
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> bool:
@@ -292,21 +308,22 @@ class MemoryRegistry:
         policy: TunnelPolicy | None = None,
         rate_limit: int = 0,
         member: Member = ALONE,
-    ) -> bool:
+    ) -> Refreshed:
         entry = self._current(subdomain)
         if entry is None:
             self._new(subdomain, token_id, channel, policy, rate_limit, member)
-            return True
+            return Refreshed.KEPT
         if not entry.live or entry.token_id != token_id:
-            return False
+            return Refreshed.LOST
         if channel in entry.links:
             entry.links[channel].expires = self._clock() + live_ttl()
-            return True
-        slot_taken = any(link.same_slot(member) for link in entry.links.values())
-        if _joins(member, entry.tunnel, entry.pool) and not slot_taken:
-            self._link(entry, channel, member)  # the registry lost it; the tunnel is back
-            return True
-        return False
+            return Refreshed.KEPT
+        if not _joins(member, entry.tunnel, entry.pool):
+            return Refreshed.LOST
+        if any(link.same_slot(member) for link in entry.links.values()):
+            return Refreshed.MOVED
+        self._link(entry, channel, member)  # the registry lost it; the tunnel is back
+        return Refreshed.KEPT
 
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> bool:
         entry = self._current(subdomain)
@@ -409,6 +426,7 @@ return replaced
 )
 # ARGV = ttl ms, token id, channel, node, tunnel, slot, pool (1/0), the entry to
 #        restore (JSON, without links) if the registry lost it.
+# Returns a Refreshed value: 1 kept, 0 lost, 2 moved (its slot is its successor's).
 _REFRESH = (
     _PRELUDE
     + """
@@ -432,7 +450,7 @@ if not links[channel] then
   if not joins then return 0 end
   if tunnel ~= '' then
     for _, old in pairs(links) do
-      if old.tunnel == tunnel and old.slot == link.slot then return 0 end
+      if old.tunnel == tunnel and old.slot == link.slot then return 2 end
     end
   end
 end
@@ -557,19 +575,18 @@ class RedisRegistry:
         policy: TunnelPolicy | None = None,
         rate_limit: int = 0,
         member: Member = ALONE,
-    ) -> bool:
+    ) -> Refreshed:
         restored = _live_value(token_id, policy, rate_limit, member)
-        return bool(
-            await self._eval(
-                _REFRESH,
-                self.key(subdomain),
-                _ms(live_ttl()),
-                token_id,
-                channel,
-                *_member_args(member),
-                restored,
-            )
+        found = await self._eval(
+            _REFRESH,
+            self.key(subdomain),
+            _ms(live_ttl()),
+            token_id,
+            channel,
+            *_member_args(member),
+            restored,
         )
+        return Refreshed(int(found))
 
     async def release(self, subdomain: str, channel: str, token_id: int, grace: float) -> bool:
         hold = json.dumps({"live": False, "token": token_id, "since": time.time()})

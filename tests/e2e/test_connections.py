@@ -46,6 +46,8 @@ CALLERS = 4
 SLOW_ANSWER = 0.3
 #: The rolling restart's client tries to spread its connections this often (seconds).
 REBALANCE_SECONDS = 1.0
+#: Seconds for its connections to spread over both processes again after the restart.
+SPREAD_DEADLINE = 45.0
 
 
 @dataclass
@@ -106,6 +108,8 @@ def deployment(
         redis_url=REDIS_URL,
         database_url=stack_database.url if stack_database else None,
         settings={"LUMINET_HEARTBEAT_INTERVAL": "1"},
+        # Every process's whole log, a restarted one's earlier life included.
+        logdir=tmp_path_factory.mktemp("stack-logs"),
     )
     try:
         stack.start()
@@ -119,10 +123,16 @@ def deployment(
         stack.stop()
 
 
-def settled(deployment: Deployment, subdomain: str, connections: int, nodes: int) -> dict:
+def settled(
+    deployment: Deployment,
+    subdomain: str,
+    connections: int,
+    nodes: int,
+    within: float = SETTLE_DEADLINE,
+) -> dict:
     """The tunnel's live entry once it has ``connections`` connections on ``nodes``
-    processes."""
-    deadline = time.monotonic() + SETTLE_DEADLINE
+    processes, within ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         entry = deployment.live(subdomain)
         if entry and entry["connections"] == connections and len(entry["nodes"]) == nodes:
@@ -215,17 +225,6 @@ def test_pooled_clients_share_one_url(
         second_local.stop()
 
 
-#: Under heavy load (other processes taking the machine's two cores) about one run
-#: in five loses one request with 502 tunnel-closed in the rolling restart, or a
-#: re-dialled connection on the surviving process closes with a request in flight
-#: after a kill. Not yet explained; the server logs every close with its code, and
-#: the issue stays open until it is. Recorded, not retried: an xpass is the norm.
-KNOWN_RACE = pytest.mark.xfail(
-    strict=False, reason="known race under load, issue 12: a connection closes mid-request"
-)
-
-
-@KNOWN_RACE
 def test_a_rolling_restart_of_both_processes_fails_no_request(
     deployment: Deployment, local_server: LocalServer, uid: str
 ) -> None:
@@ -273,7 +272,9 @@ def test_a_rolling_restart_of_both_processes_fails_no_request(
             stack.start_server(index)
             in_rotation(deployment, index, deployment.url(subdomain, f"/{uid}/rolling"))
         # Under the same traffic: a connection moves to the process that came back.
-        settled(deployment, subdomain, 2, 2)
+        # The client's tries at that doubled their interval while one process was
+        # down (1 s, 2 s, 4 s ...): a few of them, at most, until it is back.
+        settled(deployment, subdomain, 2, 2, within=SPREAD_DEADLINE)
     finally:
         stop_traffic.set()
         for sender in senders:
@@ -284,7 +285,6 @@ def test_a_rolling_restart_of_both_processes_fails_no_request(
     assert client.running(), client.describe()
 
 
-@KNOWN_RACE
 def test_a_killed_process_costs_at_most_what_was_in_flight_on_it(
     deployment: Deployment, local_server: LocalServer, uid: str
 ) -> None:

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from tunnels import registry
-from tunnels.registry import Claim, Member, MemoryRegistry, RedisRegistry, Route
+from tunnels.registry import Claim, Member, MemoryRegistry, RedisRegistry, Refreshed, Route
 
 from .conftest import REDIS_URL
 
@@ -95,7 +95,7 @@ def test_same_token_takes_over_its_live_subdomain(make_registry):
             assert await reg.claim("abc123", 1, "chan-new") == Claim(True, replaced=("chan-old",))
             assert await reg.lookup("abc123") == Route("abc123", "chan-new")
             # The stale owner can neither refresh nor release it any more.
-            assert not await reg.refresh("abc123", 1, "chan-old")
+            assert await reg.refresh("abc123", 1, "chan-old") is Refreshed.LOST
             await reg.release("abc123", "chan-old", 1, grace=60)
             assert await reg.lookup("abc123") == Route("abc123", "chan-new")
 
@@ -126,7 +126,7 @@ def test_refresh_keeps_only_the_owner(make_registry):
     async def scenario():
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-a")
-            assert not await reg.refresh("abc123", 1, "chan-other")
+            assert await reg.refresh("abc123", 1, "chan-other") is Refreshed.LOST
             assert await reg.refresh("abc123", 1, "chan-a")
 
     run(scenario())
@@ -140,7 +140,7 @@ def test_refresh_never_takes_back_a_released_subdomain(make_registry):
         async with opened(build) as reg:
             await reg.claim("abc123", 1, "chan-a")
             await reg.release("abc123", "chan-a", 1, grace=60)
-            assert not await reg.refresh("abc123", 1, "chan-a")
+            assert await reg.refresh("abc123", 1, "chan-a") is Refreshed.LOST
             assert await reg.lookup("abc123") is None
 
     run(scenario())
@@ -155,7 +155,7 @@ def test_refresh_of_a_replaced_tunnel_leaves_the_new_owner_alone(make_registry):
             await reg.claim("abc123", 1, "chan-old")
             await reg.claim("abc123", 1, "chan-new")
             for _ in range(3):
-                assert not await reg.refresh("abc123", 1, "chan-old")
+                assert await reg.refresh("abc123", 1, "chan-old") is Refreshed.LOST
                 assert await reg.refresh("abc123", 1, "chan-new")
             assert await reg.lookup("abc123") == Route("abc123", "chan-new")
 
@@ -310,7 +310,9 @@ def test_a_reconnecting_connection_replaces_its_own_slot_only(make_registry):
     claim, found, stale_refresh = run(scenario())
     assert claim == Claim(True, moved=("chan-a",))
     assert found == ["chan-a2", "chan-b"]
-    assert not stale_refresh  # its slot belongs to its successor
+    assert not stale_refresh  # its slot belongs to its successor: it moved
+    # (a heartbeat can get there before the message saying so: it moved, not lost)
+    assert stale_refresh is Refreshed.MOVED
 
 
 def test_another_tunnel_of_the_token_neither_joins_nor_takes_without_take_over(make_registry):

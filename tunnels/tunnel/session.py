@@ -56,7 +56,7 @@ from tunnels.messages import (
     from_layer,
     to_layer,
 )
-from tunnels.registry import ALONE, Member, RegistryError, Route, live_ttl
+from tunnels.registry import ALONE, Member, Refreshed, RegistryError, Route, live_ttl
 from tunnels.relay import local_routes, payloads
 from tunnels.relay.backends import Backends
 from tunnels.relay.outbox import Outbox
@@ -453,6 +453,21 @@ class TunnelSession:
         await self._from_view(raw)
         self._close_if_moved()
 
+    def _moved_away(self) -> None:
+        """The same tunnel's new connection in this slot took our place: no new request
+        comes here; the streams in flight finish first. Said by the message the new
+        connection's process sends, or found by a heartbeat before it arrives."""
+        if self._moved or self.subdomain is None:
+            return
+        self._replaced = self._moved = True
+        self._moved_until = self._clock() + MOVED_LINGER
+        # keep_alive closes it then, if nothing else comes by meanwhile.
+        asyncio.get_running_loop().call_later(MOVED_LINGER, self._wake.set)
+        if self._move_by is None:  # a stale connection's streams get as long
+            self._move_by = self._clock() + settings.LUMINET_DRAIN_SECONDS
+        local_routes.drop(self.subdomain, self.channel)
+        logger.info("tunnel %s: connection of %s moved", self.subdomain, self.peer)
+
     def _close_if_moved(self) -> None:
         """A connection whose place another took (``moved``) ends with its last stream,
         but not before ``MOVED_LINGER``: a request routed here just before the move
@@ -483,16 +498,7 @@ class TunnelSession:
                 await self._open_socket(message)
                 return
             case TunnelReplaced(moved=True):
-                # The same tunnel's new connection in this slot took our place: no
-                # new request comes here; the streams in flight finish first.
-                self._replaced = self._moved = True
-                self._moved_until = self._clock() + MOVED_LINGER
-                # keep_alive closes it then, if nothing else comes by meanwhile.
-                asyncio.get_running_loop().call_later(MOVED_LINGER, self._wake.set)
-                if self._move_by is None:  # a stale connection's streams get as long
-                    self._move_by = self._clock() + settings.LUMINET_DRAIN_SECONDS
-                local_routes.drop(self.subdomain, self.channel)
-                logger.info("tunnel %s: connection of %s moved", self.subdomain, self.peer)
+                self._moved_away()
                 return
             case TunnelReplaced():
                 self._replaced = True
@@ -626,7 +632,7 @@ class TunnelSession:
                 )
                 raise SessionClosed(protocol.CloseCode.AUTH_FAILED, "token revoked")
             try:
-                kept = await self._registry.refresh(
+                refreshed = await self._registry.refresh(
                     self.subdomain,
                     self.token_id,
                     self.channel,
@@ -637,7 +643,13 @@ class TunnelSession:
             except RegistryError as exc:
                 outages.registry_refresh_failed.failed(exc)
                 continue
-            if not kept:
+            if refreshed is Refreshed.MOVED or (not refreshed and self._moved):
+                # Its successor took the slot while this refresh was on its way (the
+                # message saying so may still be): it moved, it did not lose the name.
+                self._moved_away()
+                await live.publish(self._live_entry())
+                continue
+            if not refreshed:
                 logger.warning(
                     "tunnel %s: %s lost its place in the registry", self.subdomain, self.peer
                 )
