@@ -351,7 +351,9 @@ Luminet is up behind Caddy: {len(stack.servers)} daphne processes on Redis ({red
   Caddy's local CA (the root of every certificate here): {ca}
     curl --cacert {ca} {url}/
     Chromium and Chrome on Linux trust it once added to your NSS database
-    (apt-get install libnss3-tools):
+    (apt-get install libnss3-tools; the first line makes one if no browser has yet):
+      mkdir -p $HOME/.pki/nssdb; test -e $HOME/.pki/nssdb/cert9.db || \
+        certutil -d sql:$HOME/.pki/nssdb -N --empty-password
       certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n "Luminet stack CA" -i {ca}
     Firefox: Settings, Certificates, View Certificates, Authorities, Import.
   Logs: {_shown(stack.logdir or stack.directory)}
