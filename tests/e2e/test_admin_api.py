@@ -20,7 +20,7 @@ import websocket
 from client import protocol
 from harness import PYTHON, manage
 
-from .conftest import Launcher, Layer, Server, Token, migrated_database
+from .conftest import Launcher, Layer, Server, Token, last_line, migrated_database
 from .rawtunnel import RawTunnel
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,9 +70,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     try:
         server = launcher.server(name="api-server")
         tunnel_token = database.issue_token("e2e-api-tunnel")
-        api = Api(
-            server, key.stdout.strip().splitlines()[-1], staff, requests.Session(), tunnel_token
-        )
+        api = Api(server, last_line(key.stdout), staff, requests.Session(), tunnel_token)
         # The admin's login takes staff only: this user logs in, then loses the right.
         session = _session(api, plain, STAFF_PASSWORD)
         manage(

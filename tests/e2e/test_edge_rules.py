@@ -192,31 +192,23 @@ def test_the_token_allow_list_holds_for_its_tunnels(
 
 
 def test_a_rule_holds_on_the_other_process(
-    redis_env: dict[str, str],
-    postgres_database: Database,
-    home: Path,
-    local_server: LocalServer,
-    postgres_token: Token,
-    uid: str,
+    redis_launcher: Launcher, local_server: LocalServer, postgres_token: Token, uid: str
 ) -> None:
     """With the client on process A, a request landing on process B meets the same rules."""
-    launcher = Launcher(postgres_database, Layer("redis", redis_env), home)
-    try:
-        server_a = launcher.server(name="rules-a")
-        server_b = launcher.server(name="rules-b")
-        client = launcher.client(
-            server_a, postgres_token, local_server.port, args=["--basic-auth", ANN]
-        )
-        _, _, subdomain = client.wait_active()
-        host = f"{subdomain}.localhost"
-        refused = rawclient.request(server_b.port, "GET", f"/{uid}/b-refused", host)
-        assert refused.status == 401, launcher.describe()
-        admitted = rawclient.request(server_b.port, "GET", f"/{uid}/b-admitted", host, [basic(ANN)])
-        assert admitted.status == 200, launcher.describe()
-        assert local_server.only(f"/{uid}/b-admitted").value("Authorization") is None
-        assert local_server.requests(lambda r: r.path == f"/{uid}/b-refused") == []
-    finally:
-        launcher.close()
+    launcher = redis_launcher
+    server_a = launcher.server(name="rules-a")
+    server_b = launcher.server(name="rules-b")
+    client = launcher.client(
+        server_a, postgres_token, local_server.port, args=["--basic-auth", ANN]
+    )
+    _, _, subdomain = client.wait_active()
+    host = f"{subdomain}.localhost"
+    refused = rawclient.request(server_b.port, "GET", f"/{uid}/b-refused", host)
+    assert refused.status == 401, launcher.describe()
+    admitted = rawclient.request(server_b.port, "GET", f"/{uid}/b-admitted", host, [basic(ANN)])
+    assert admitted.status == 200, launcher.describe()
+    assert local_server.only(f"/{uid}/b-admitted").value("Authorization") is None
+    assert local_server.requests(lambda r: r.path == f"/{uid}/b-refused") == []
 
 
 def test_refusals_show_in_the_client_json_log(guarded: Guarded, uid: str) -> None:

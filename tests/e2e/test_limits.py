@@ -8,7 +8,7 @@ every wait polls with a deadline.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,18 +135,6 @@ def test_without_a_rate_limit_nothing_is_refused(
     host = f"{client.wait_active()[2]}.localhost"
     for number in range(30):
         assert rawclient.request(server.port, "GET", f"/{uid}/{number}", host).status == 200
-
-
-@pytest.fixture
-def redis_launcher(
-    redis_env: dict[str, str], postgres_database: Database, home: Path
-) -> Iterator[Launcher]:
-    """Like ``launcher``, always on Redis: the in-memory layer cannot span processes."""
-    launcher = Launcher(postgres_database, Layer("redis", redis_env), home)
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def test_the_rate_limit_holds_across_two_processes_on_redis(

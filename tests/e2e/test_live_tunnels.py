@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
@@ -16,7 +14,7 @@ import requests
 from harness import manage
 
 from . import rawclient
-from .conftest import Database, Launcher, Layer, Server
+from .conftest import Launcher, Server, last_line
 from .localserver import LocalServer, Reply
 from .test_operator import live_row, staff_session, stderr_of
 
@@ -38,16 +36,10 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(
-    redis_env: dict[str, str], postgres_database: Database, home: Path
-) -> Iterator[Cluster]:
-    launcher = Launcher(postgres_database, Layer("redis", redis_env), home)
-    try:
-        server_a = launcher.server(name="live-a", LUMINET_HEARTBEAT_INTERVAL="0.5")
-        server_b = launcher.server(name="live-b", LUMINET_HEARTBEAT_INTERVAL="0.5")
-        yield Cluster(launcher, server_a, server_b)
-    finally:
-        launcher.close()
+def cluster(redis_launcher: Launcher) -> Cluster:
+    server_a = redis_launcher.server(name="live-a", LUMINET_HEARTBEAT_INTERVAL="0.5")
+    server_b = redis_launcher.server(name="live-b", LUMINET_HEARTBEAT_INTERVAL="0.5")
+    return Cluster(redis_launcher, server_a, server_b)
 
 
 def test_the_list_shows_the_bytes_of_a_tunnel_held_by_the_other_process(
@@ -102,7 +94,7 @@ def test_the_admin_api_lists_and_disconnects_a_tunnel_held_by_the_other_process(
 ) -> None:
     database = cluster.launcher.database
     issued = manage("issue_api_key", "--name", f"live-{secrets.token_hex(3)}", env=database.env)
-    key = issued.stdout.strip().splitlines()[-1]
+    key = last_line(issued.stdout)
     headers = {"Authorization": f"Bearer {key}"}
     token = database.issue_token("e2e-live-api")
     client = cluster.launcher.client(cluster.server_a, token, local_server.port, name="api-kicked")

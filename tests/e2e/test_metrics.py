@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness import manage
 
 from . import rawclient
-from .conftest import Database, Launcher, Layer, Server, Token
+from .conftest import Database, Launcher, Layer, Server, Token, last_line
 from .localserver import LocalServer, Reply
 from .wslocal import WsLocalServer, connect
 
@@ -72,7 +72,7 @@ def metered(sqlite_database: Database, home, tmp_path_factory) -> Iterator[Meter
         server = launcher.server(
             name="metrics-server", LUMINET_METRICS_BIND=f"127.0.0.1:{bind_port}"
         )
-        yield Metered(server, key.stdout.strip().splitlines()[-1], bind_port, launcher)
+        yield Metered(server, last_line(key.stdout), bind_port, launcher)
     finally:
         launcher.close()
 

@@ -21,7 +21,7 @@ import requests
 from harness import HarnessError, PostgresDatabase, execute, manage
 
 from . import rawclient
-from .conftest import POSTGRES_TAG, Database, Launcher, Layer, Server, Token, required
+from .conftest import POSTGRES_TAG, Database, Launcher, Layer, Server, Token, last_line, required
 from .localserver import LocalServer, Reply
 from .rawtunnel import RawTunnel
 from .test_operator import staff_session
@@ -81,7 +81,7 @@ def test_an_id_beyond_postgresqls_integers_is_not_found_not_an_error(
     issued = manage(
         "issue_api_key", "--name", f"pg-{secrets.token_hex(3)}", env=postgres_database.env
     )
-    key = issued.stdout.strip().splitlines()[-1]
+    key = last_line(issued.stdout)
     launcher = Launcher(postgres_database, Layer("memory", {}), tmp_path)
     try:
         server = launcher.server(name="pg-ids")

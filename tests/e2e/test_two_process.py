@@ -5,29 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from . import rawclient
-from .conftest import Database, Launcher, Layer, Token
+from .conftest import Launcher, Token
 from .localserver import LocalServer, Reply
 from .streaming import ABORTED, CHUNK, Download, http_connection, read_digest
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def redis_launcher(
-    redis_env: dict[str, str], postgres_database: Database, home: Path
-) -> Iterator[Launcher]:
-    """Like ``launcher``, always on Redis: the in-memory layer cannot span processes."""
-    launcher = Launcher(postgres_database, Layer("redis", redis_env), home)
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def test_request_to_other_process_reaches_tunnel(

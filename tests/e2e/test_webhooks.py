@@ -221,17 +221,6 @@ def test_the_rules_are_named_and_their_secrets_never_shown(signed: Signed) -> No
         assert secret not in text
 
 
-@pytest.fixture
-def redis_launcher(
-    redis_env: dict[str, str], postgres_database: Database, home: Path
-) -> Iterator[Launcher]:
-    launcher = Launcher(postgres_database, Layer("redis", redis_env), home)
-    try:
-        yield launcher
-    finally:
-        launcher.close()
-
-
 def test_the_other_process_verifies_too(
     redis_launcher: Launcher, local_server: LocalServer, postgres_token: Token, uid: str
 ) -> None:
