@@ -185,17 +185,12 @@ class TunnelKeeper:
             except ConnectionLost:
                 return False
             try:
-                ok, latency = authenticate(
+                ok, latency = self._authenticate(
                     ws,
-                    config.token,
+                    slot,
                     self._subdomain,
-                    True,
+                    required=True,
                     resume=True,
-                    webhooks=config.webhooks,
-                    rules=config.rules,
-                    tunnel=self._tunnel_id,
-                    slot=slot,
-                    pool=config.pool,
                     avoid=self._other_nodes((slot, generation + 1)),
                 )
                 break
@@ -257,17 +252,12 @@ class TunnelKeeper:
                     if opened is not None:
                         ok, latency, opened = opened.ok, opened.latency, None
                     else:
-                        ok, latency = authenticate(
+                        ok, latency = self._authenticate(
                             ws,
-                            config.token,
+                            slot,
                             subdomain,
-                            required,
+                            required=required,
                             resume=held,
-                            webhooks=config.webhooks,
-                            rules=config.rules,
-                            tunnel=self._tunnel_id,
-                            slot=slot,
-                            pool=config.pool,
                             avoid=self._other_nodes((slot, generation))
                             if redials < MAX_REDIALS
                             else (),
@@ -312,6 +302,32 @@ class TunnelKeeper:
                 else:
                     events.connect_failed(reason, delay)
             self._stopping.wait(delay)
+
+    def _authenticate(
+        self,
+        ws: websocket.WebSocket,
+        slot: int,
+        subdomain: str | None,
+        *,
+        required: bool,
+        resume: bool,
+        avoid: tuple[str, ...],
+    ) -> tuple[protocol.AuthOk, float | None]:
+        """``authenticate`` connection ``slot`` of this tunnel, with its settings."""
+        config = self.config
+        return authenticate(
+            ws,
+            config.token,
+            subdomain,
+            required,
+            resume=resume,
+            webhooks=config.webhooks,
+            rules=config.rules,
+            tunnel=self._tunnel_id,
+            slot=slot,
+            pool=config.pool,
+            avoid=avoid,
+        )
 
     def _other_nodes(self, key: tuple[int, int]) -> tuple[str, ...]:
         """The server processes the tunnel's other connections are on (a moving
