@@ -189,12 +189,27 @@ def _figure(
     }
     if entry is not server_a:
         involved["server-b"] = entry
+    where = f" ({args.enter} process)" if keys is not None else ""
+    measured = _measure(involved, f"http://127.0.0.1:{entry.port}/", entry.port, tunnel.host, args)
+    return f"{args.figure} {args.layer}{where}: {measured}"
+
+
+def _measure(
+    involved: dict[str, Process],
+    url: str,
+    port: int,
+    host: str,
+    args: argparse.Namespace,
+    ca: Path | None = None,
+) -> str:
+    """``args.figure`` (``get`` with wrk, or a transfer) at ``url`` (``port``, ``host``),
+    with the CPU each of ``involved`` took meanwhile."""
     if args.figure == "get":
         result = with_cpu(
             involved,
             lambda: wrk.run(
-                f"http://127.0.0.1:{entry.port}/",
-                host=tunnel.host,
+                url,
+                host=host,
                 connections=args.connections,
                 seconds=args.seconds,
                 headers=args.header,
@@ -206,11 +221,10 @@ def _figure(
     else:
         move = clients.download if args.direction == "down" else clients.upload
         size = int(args.mb * 1e6)
-        result = with_cpu(involved, lambda: {"mb_s": move(entry.port, tunnel.host, size).mb_per_s})
+        result = with_cpu(involved, lambda: {"mb_s": move(port, host, size, ca=ca).mb_per_s})
         figure = f"{result['mb_s']:.1f} MB/s"
     cores = ", ".join(f"{role} {value:.2f}" for role, value in result["cpu_cores"].items())
-    where = f" ({args.enter} process)" if keys is not None else ""
-    return f"{args.figure} {args.layer}{where}: {figure}  (cores: {cores})"
+    return f"{figure}  (cores: {cores})"
 
 
 def measure_caddy(stack: Stack, keys: KeyPrefix | None, args: argparse.Namespace) -> str:
@@ -228,34 +242,12 @@ def measure_caddy(stack: Stack, keys: KeyPrefix | None, args: argparse.Namespace
         )
         clients.get(deployment.port, deployment.host, ca=deployment.ca)
         involved = {**deployment.processes, "upstream": upstream}
-        if args.figure == "get":
-            result = with_cpu(
-                involved,
-                lambda: wrk.run(
-                    deployment.url,
-                    host=deployment.host,
-                    connections=args.connections,
-                    seconds=args.seconds,
-                    headers=args.header,
-                ).as_dict(),
-            )
-            figure = f"{result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms"
-            if result.get("non_2xx"):
-                figure += f", {result['non_2xx']} not 2xx"
-        else:
-            move = clients.download if args.direction == "down" else clients.upload
-            size = int(args.mb * 1e6)
-            result = with_cpu(
-                involved,
-                lambda: {
-                    "mb_s": move(deployment.port, deployment.host, size, ca=deployment.ca).mb_per_s
-                },
-            )
-            figure = f"{result['mb_s']:.1f} MB/s"
+        measured = _measure(
+            involved, deployment.url, deployment.port, deployment.host, args, deployment.ca
+        )
     finally:
         deployment_stack.stop()
-    cores = ", ".join(f"{role} {value:.2f}" for role, value in result["cpu_cores"].items())
-    return f"{args.figure} {name}: {figure}  (cores: {cores})"
+    return f"{args.figure} {name}: {measured}"
 
 
 def _raise_fd_limit() -> None:
