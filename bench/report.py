@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 TARGETS = "issues 4 and 12"
@@ -229,24 +230,7 @@ def table(results: dict[str, Any]) -> str:
     if "skipped" in small:
         rows.append((f"small GET: skipped ({small['skipped']})", "", "", "", ""))
     else:
-        for conns in ("1", "50"):
-            rows.append(
-                (f"GET req/s, {conns} conn", *(_cell(small, c, conns, "rps") for c in COLUMNS))
-            )
-            for pct in ("p50", "p99"):
-                rows.append(
-                    (
-                        f"GET {pct} ms, {conns} conn",
-                        *(_cell(small, c, conns, f"{pct}_ms", digits=2) for c in COLUMNS),
-                    )
-                )
-        for pct in ("p50", "p99"):
-            rows.append(
-                (
-                    f"GET {pct} ms, 1 conn, bench's own client",
-                    *(_cell(small, c, "1_sequential", f"{pct}_ms", digits=2) for c in COLUMNS),
-                )
-            )
+        rows += _get_rows(small, COLUMNS)
     transfer = results.get("transfer", {})
     size_mb = transfer.get("size_bytes", 0) / 1e6
     for way in ("download", "upload"):
@@ -358,30 +342,36 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _caddy_table(caddy: dict[str, Any]) -> list[str]:
-    """The rows behind Caddy (issue 12), under the main table."""
-    lines = ["", "Behind Caddy (https, tls internal; the client keeps 2 connections)"]
-    if "skipped" in caddy:
-        return [*lines, f"  skipped: {caddy['skipped']}"]
-    rows: list[tuple[str, ...]] = [("figure", *CADDY_HEADINGS)]
+def _get_rows(small: dict[str, Any], columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """The small GETs' rows: req/s and latency at 1 and 50 connections, and the bench's
+    own sequential client, one cell per column."""
+    rows: list[tuple[str, ...]] = []
     for conns in ("1", "50"):
-        rows.append(
-            (f"GET req/s, {conns} conn", *(_cell(caddy, c, conns, "rps") for c in CADDY_COLUMNS))
-        )
+        rows.append((f"GET req/s, {conns} conn", *(_cell(small, c, conns, "rps") for c in columns)))
         for pct in ("p50", "p99"):
             rows.append(
                 (
                     f"GET {pct} ms, {conns} conn",
-                    *(_cell(caddy, c, conns, f"{pct}_ms", digits=2) for c in CADDY_COLUMNS),
+                    *(_cell(small, c, conns, f"{pct}_ms", digits=2) for c in columns),
                 )
             )
     for pct in ("p50", "p99"):
         rows.append(
             (
                 f"GET {pct} ms, 1 conn, bench's own client",
-                *(_cell(caddy, c, "1_sequential", f"{pct}_ms", digits=2) for c in CADDY_COLUMNS),
+                *(_cell(small, c, "1_sequential", f"{pct}_ms", digits=2) for c in columns),
             )
         )
+    return rows
+
+
+def _caddy_table(caddy: dict[str, Any]) -> list[str]:
+    """The rows behind Caddy (issue 12), under the main table."""
+    lines = ["", "Behind Caddy (https, tls internal; the client keeps 2 connections)"]
+    if "skipped" in caddy:
+        return [*lines, f"  skipped: {caddy['skipped']}"]
+    rows: list[tuple[str, ...]] = [("figure", *CADDY_HEADINGS)]
+    rows += _get_rows(caddy, CADDY_COLUMNS)
     size_mb = caddy.get("size_bytes", 0) / 1e6
     for way in ("download", "upload"):
         rows.append(
